@@ -1,0 +1,512 @@
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use super::{Draft, Evently, account, chrono_dur};
+use crate::model::{
+    Booking, BookingSource, BookingStatus, Event, NotificationKind, Ticket, WaitlistStatus,
+};
+use crate::ports::{LockMode, Transaction};
+use crate::{Actor, BookingId, Entity, Error, EventId, Result, StoreError, TicketId};
+
+/// A request for seats.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BookingRequest {
+    /// The event.
+    pub event_id: EventId,
+    /// Seats, 1 to [`EngineConfig::max_seats_per_booking`](crate::EngineConfig).
+    pub quantity: u32,
+    /// Makes retries safe: the same key (per user) returns the same booking instead of booking again.
+    pub idempotency_key: Option<String>,
+    /// For holds: how long to hold (default and maximum from the config).
+    pub hold_for: Option<Duration>,
+}
+
+impl BookingRequest {
+    /// `quantity` seats of `event_id`, no idempotency key, default hold time.
+    pub fn new(event_id: EventId, quantity: u32) -> Self {
+        Self {
+            event_id,
+            quantity,
+            idempotency_key: None,
+            hold_for: None,
+        }
+    }
+
+    /// Sets the idempotency key.
+    pub fn idempotency_key(mut self, key: impl Into<String>) -> Self {
+        self.idempotency_key = Some(key.into());
+        self
+    }
+
+    /// Sets the hold time.
+    pub fn hold_for(mut self, d: Duration) -> Self {
+        self.hold_for = Some(d);
+        self
+    }
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    Hold,
+    Book,
+}
+
+impl Evently {
+    /// Holds seats until the hold time runs out; [`Evently::confirm`] turns the hold into a sale.
+    /// Fails with [`Error::SoldOut`] when too few seats are free.
+    pub async fn hold(&self, actor: &Actor, req: BookingRequest) -> Result<Booking> {
+        self.reserve(actor, req, Mode::Hold).await
+    }
+
+    /// Books seats directly (confirmed at once, tickets issued).
+    /// Fails with [`Error::SoldOut`] when too few seats are free.
+    pub async fn book(&self, actor: &Actor, req: BookingRequest) -> Result<Booking> {
+        self.reserve(actor, req, Mode::Book).await
+    }
+
+    fn check_request(&self, req: &BookingRequest) -> Result<Duration> {
+        let cfg = &self.inner.config;
+        if req.quantity == 0 || req.quantity > cfg.max_seats_per_booking {
+            return Err(Error::validation(
+                "quantity",
+                format!("must be 1 to {}", cfg.max_seats_per_booking),
+            ));
+        }
+        if let Some(k) = &req.idempotency_key
+            && (k.is_empty() || k.len() > 200 || k.chars().any(char::is_control))
+        {
+            return Err(Error::validation(
+                "idempotency_key",
+                "must be 1 to 200 bytes without control characters",
+            ));
+        }
+        let ttl = req.hold_for.unwrap_or(cfg.default_hold_ttl);
+        if ttl < Duration::from_secs(1) || ttl > cfg.max_hold_ttl {
+            return Err(Error::validation(
+                "hold_for",
+                format!("must be 1 s to {} s", cfg.max_hold_ttl.as_secs()),
+            ));
+        }
+        Ok(ttl)
+    }
+
+    async fn reserve(&self, actor: &Actor, req: BookingRequest, mode: Mode) -> Result<Booking> {
+        let ttl = self.check_request(&req)?;
+        let span =
+            tracing::debug_span!("reserve", event_id = %req.event_id, user_id = %actor.user_id);
+        let _guard = span.enter();
+        let result = self
+            .retrying("reserve", || self.try_reserve(actor, &req, mode, ttl))
+            .await;
+        match result {
+            // Two requests with one key for different events raced past each other's lock: the loser
+            // sees the unique constraint. Answer as an idempotent replay would.
+            Err(Error::Store(StoreError::UniqueViolation { .. }))
+                if req.idempotency_key.is_some() =>
+            {
+                let key = req.idempotency_key.as_deref().unwrap_or_default();
+                let mut tx = self.inner.store.begin_read().await?;
+                match tx.booking_by_idempotency_key(actor.user_id, key).await? {
+                    Some(existing) => replay(existing, &req),
+                    None => Err(Error::conflict(
+                        "idempotency key collision; retry the request",
+                    )),
+                }
+            }
+            other => {
+                let outcome = match &other {
+                    Ok(_) => "ok",
+                    Err(Error::SoldOut { .. }) => "sold_out",
+                    Err(_) => "error",
+                };
+                metrics::counter!("evently_bookings_total", "outcome" => outcome).increment(1);
+                other
+            }
+        }
+    }
+
+    async fn try_reserve(
+        &self,
+        actor: &Actor,
+        req: &BookingRequest,
+        mode: Mode,
+        ttl: Duration,
+    ) -> Result<Booking> {
+        let mut tx = self.inner.store.begin().await?;
+        let mut event = tx
+            .event(req.event_id, LockMode::ForUpdate)
+            .await?
+            .ok_or_else(|| Error::not_found(Entity::Event, req.event_id))?;
+        if let Some(key) = &req.idempotency_key
+            && let Some(existing) = tx.booking_by_idempotency_key(actor.user_id, key).await?
+        {
+            return replay(existing, req);
+        }
+        let now = self.now();
+        check_open(&event, now)?;
+        if event.seats_free() < req.quantity {
+            // Seats may be tied up by holds that already ran out: release them (and let the waitlist
+            // have its turn) before saying no.
+            let released = self.expire_due(&mut *tx, &mut event, now).await?;
+            if event.seats_free() < req.quantity {
+                let available = event.seats_free();
+                if released > 0 {
+                    tx.update_event(&event).await?;
+                    tx.commit().await?;
+                }
+                return Err(Error::SoldOut {
+                    event_id: event.id,
+                    requested: req.quantity,
+                    available,
+                });
+            }
+        }
+        let total_price = self
+            .price(&mut *tx, actor, &event, req.quantity, now)
+            .await?;
+        let (status, held_until) = match mode {
+            Mode::Hold => (BookingStatus::Held, Some(now + chrono_dur(ttl))),
+            Mode::Book => (BookingStatus::Confirmed, None),
+        };
+        let booking = Booking {
+            id: BookingId(self.inner.ids.uuid()),
+            user_id: actor.user_id,
+            event_id: event.id,
+            quantity: req.quantity,
+            total_price,
+            status,
+            held_until,
+            idempotency_key: req.idempotency_key.clone(),
+            source: BookingSource::Direct,
+            created_at: now,
+            updated_at: now,
+        };
+        account(&mut event, &booking, None)?;
+        tx.insert_booking(&booking).await.map_err(|e| match e {
+            StoreError::ForeignKeyViolation { .. } => Error::not_found(Entity::User, actor.user_id),
+            other => other.into(),
+        })?;
+        tx.update_event(&event).await?;
+        if status == BookingStatus::Confirmed {
+            self.on_confirmed(&mut *tx, &event, &booking, now).await?;
+        }
+        tx.commit().await?;
+        Ok(booking)
+    }
+
+    /// Reads a booking and locks its event. The engine changes a booking only under its event's lock, so
+    /// the booking is read again once the lock is held.
+    async fn lock_booking(
+        &self,
+        tx: &mut dyn Transaction,
+        actor: &Actor,
+        id: BookingId,
+    ) -> Result<(Booking, Event)> {
+        let first = tx
+            .booking(id)
+            .await?
+            .ok_or_else(|| Error::not_found(Entity::Booking, id))?;
+        if first.user_id != actor.user_id && !actor.is_admin() {
+            return Err(Error::not_found(Entity::Booking, id));
+        }
+        let event = tx
+            .event(first.event_id, LockMode::ForUpdate)
+            .await?
+            .ok_or_else(|| Error::not_found(Entity::Event, first.event_id))?;
+        let booking = tx
+            .booking(id)
+            .await?
+            .ok_or_else(|| Error::not_found(Entity::Booking, id))?;
+        Ok((booking, event))
+    }
+
+    /// Confirms a hold: seats sold, tickets issued, confirmation queued. Confirming a confirmed booking
+    /// returns it unchanged. A hold that ran out is expired and [`Error::HoldExpired`] returned.
+    pub async fn confirm(&self, actor: &Actor, id: BookingId) -> Result<Booking> {
+        self.retrying("confirm", || async {
+            let mut tx = self.inner.store.begin().await?;
+            let (mut booking, mut event) = self.lock_booking(&mut *tx, actor, id).await?;
+            let now = self.now();
+            if booking.status == BookingStatus::Confirmed {
+                return Ok(booking);
+            }
+            if booking.hold_expired(now) {
+                let held_until = booking.held_until.unwrap_or(now);
+                self.expire_due(&mut *tx, &mut event, now).await?;
+                tx.update_event(&event).await?;
+                tx.commit().await?;
+                return Err(Error::HoldExpired {
+                    booking_id: id,
+                    held_until,
+                });
+            }
+            booking.confirm(now)?;
+            account(&mut event, &booking, Some(BookingStatus::Held))?;
+            tx.update_booking(&booking).await?;
+            if let BookingSource::WaitlistOffer(entry_id) = booking.source
+                && let Some(mut entry) = tx.waitlist_entry(entry_id).await?
+                && entry.status == WaitlistStatus::Offered
+            {
+                entry.transition(WaitlistStatus::Accepted)?;
+                tx.update_waitlist_entry(&entry).await?;
+            }
+            tx.update_event(&event).await?;
+            self.on_confirmed(&mut *tx, &event, &booking, now).await?;
+            tx.commit().await?;
+            Ok(booking)
+        })
+        .await
+    }
+
+    /// Cancels a held or confirmed booking, frees its seats (once: cancelling a cancelled booking returns
+    /// it unchanged) and offers them to the waitlist. Cancelling a waitlist offer declines it.
+    pub async fn cancel(&self, actor: &Actor, id: BookingId) -> Result<Booking> {
+        self.retrying("cancel", || async {
+            let mut tx = self.inner.store.begin().await?;
+            let (mut booking, mut event) = self.lock_booking(&mut *tx, actor, id).await?;
+            let now = self.now();
+            if booking.status == BookingStatus::Cancelled {
+                return Ok(booking);
+            }
+            let from = booking.status;
+            booking.cancel(now)?;
+            account(&mut event, &booking, Some(from))?;
+            tx.update_booking(&booking).await?;
+            if let BookingSource::WaitlistOffer(entry_id) = booking.source
+                && let Some(mut entry) = tx.waitlist_entry(entry_id).await?
+                && entry.status == WaitlistStatus::Offered
+            {
+                entry.transition(WaitlistStatus::Left)?;
+                tx.update_waitlist_entry(&entry).await?;
+            }
+            if from == BookingStatus::Confirmed {
+                self.notify(
+                    &mut *tx,
+                    Draft {
+                        user_id: booking.user_id,
+                        kind: NotificationKind::BookingCancelled,
+                        title: format!("Booking cancelled: {}", event.name),
+                        message: format!(
+                            "Your booking of {} seat(s) for {} is cancelled.",
+                            booking.quantity, event.name
+                        ),
+                        data: vec![
+                            ("booking_id", booking.id.to_string()),
+                            ("event_id", event.id.to_string()),
+                        ],
+                    },
+                    now,
+                )
+                .await?;
+            }
+            self.promote(&mut *tx, &mut event, now).await?;
+            tx.update_event(&event).await?;
+            tx.commit().await?;
+            Ok(booking)
+        })
+        .await
+    }
+
+    /// A booking (its owner or an admin).
+    pub async fn booking(&self, actor: &Actor, id: BookingId) -> Result<Booking> {
+        let mut tx = self.inner.store.begin_read().await?;
+        match tx.booking(id).await? {
+            Some(b) if b.user_id == actor.user_id || actor.is_admin() => Ok(b),
+            _ => Err(Error::not_found(Entity::Booking, id)),
+        }
+    }
+
+    /// The actor's bookings, newest first.
+    pub async fn my_bookings(&self, actor: &Actor) -> Result<Vec<Booking>> {
+        let mut tx = self.inner.store.begin_read().await?;
+        Ok(tx.bookings_for_user(actor.user_id).await?)
+    }
+
+    /// An event's bookings (admins only), oldest first.
+    pub async fn event_bookings(&self, actor: &Actor, event: EventId) -> Result<Vec<Booking>> {
+        if !actor.is_admin() {
+            return Err(Error::forbidden(
+                "only administrators list an event's bookings",
+            ));
+        }
+        let mut tx = self.inner.store.begin_read().await?;
+        Ok(tx.bookings_for_event(event).await?)
+    }
+
+    /// The tickets of a booking (its owner or an admin).
+    pub async fn tickets(&self, actor: &Actor, id: BookingId) -> Result<Vec<Ticket>> {
+        let mut tx = self.inner.store.begin_read().await?;
+        match tx.booking(id).await? {
+            Some(b) if b.user_id == actor.user_id || actor.is_admin() => {
+                Ok(tx.tickets_for_booking(id).await?)
+            }
+            _ => Err(Error::not_found(Entity::Booking, id)),
+        }
+    }
+
+    /// Expires every hold and waitlist offer that has run out, across all events, and promotes their
+    /// waitlists. Returns how many bookings were expired. Run it periodically (the reference server does).
+    pub async fn expire_holds(&self) -> Result<u32> {
+        let now = self.now();
+        let mut total = 0;
+        loop {
+            let ids = {
+                let mut tx = self.inner.store.begin_read().await?;
+                tx.events_with_expired_holds(now, 100).await?
+            };
+            if ids.is_empty() {
+                return Ok(total);
+            }
+            let mut progressed = 0;
+            for id in ids {
+                progressed += self.expire_event_holds(id, now).await?;
+            }
+            total += progressed;
+            if progressed == 0 {
+                return Ok(total);
+            }
+        }
+    }
+
+    pub(crate) async fn expire_event_holds(&self, id: EventId, now: DateTime<Utc>) -> Result<u32> {
+        self.retrying("expire_holds", || async {
+            let mut tx = self.inner.store.begin().await?;
+            let Some(mut event) = tx.event(id, LockMode::ForUpdate).await? else {
+                return Ok(0);
+            };
+            let n = self.expire_due(&mut *tx, &mut event, now).await?;
+            tx.update_event(&event).await?;
+            tx.commit().await?;
+            Ok(n)
+        })
+        .await
+    }
+
+    /// Inside a transaction holding the event's lock: expires its holds that ran out (waitlist offers too),
+    /// then promotes its waitlist. The caller writes the event.
+    pub(crate) async fn expire_due(
+        &self,
+        tx: &mut dyn Transaction,
+        event: &mut Event,
+        now: DateTime<Utc>,
+    ) -> Result<u32> {
+        let mut n = 0;
+        loop {
+            let due = tx.expired_holds(event.id, now, 500).await?;
+            if due.is_empty() {
+                break;
+            }
+            for mut b in due {
+                b.expire(now)?;
+                account(event, &b, Some(BookingStatus::Held))?;
+                tx.update_booking(&b).await?;
+                n += 1;
+                if let BookingSource::WaitlistOffer(entry_id) = b.source
+                    && let Some(mut entry) = tx.waitlist_entry(entry_id).await?
+                    && entry.status == WaitlistStatus::Offered
+                {
+                    entry.transition(WaitlistStatus::Expired)?;
+                    tx.update_waitlist_entry(&entry).await?;
+                    self.notify(
+                        tx,
+                        Draft {
+                            user_id: b.user_id,
+                            kind: NotificationKind::WaitlistOfferExpired,
+                            title: format!("Offer expired: {}", event.name),
+                            message: format!(
+                                "The seats offered to you for {} were not confirmed in time.",
+                                event.name
+                            ),
+                            data: vec![("event_id", event.id.to_string())],
+                        },
+                        now,
+                    )
+                    .await?;
+                }
+            }
+        }
+        if n > 0 {
+            tracing::debug!(event_id = %event.id, expired = n, "expired holds");
+            metrics::counter!("evently_holds_expired_total").increment(u64::from(n));
+        }
+        self.promote(tx, event, now).await?;
+        Ok(n)
+    }
+
+    /// Issues tickets and queues the confirmation for a booking that just became confirmed.
+    async fn on_confirmed(
+        &self,
+        tx: &mut dyn Transaction,
+        event: &Event,
+        booking: &Booking,
+        now: DateTime<Utc>,
+    ) -> Result<()> {
+        let tickets: Vec<Ticket> = (0..booking.quantity)
+            .map(|_| {
+                let number = self.inner.ids.ticket_number();
+                Ticket {
+                    id: TicketId(self.inner.ids.uuid()),
+                    booking_id: booking.id,
+                    event_id: booking.event_id,
+                    qr_payload: format!("evently:v1:{}:{}:{}", event.id, booking.id, number),
+                    number,
+                    issued_at: now,
+                }
+            })
+            .collect();
+        tx.insert_tickets(&tickets).await.map_err(|e| match e {
+            // A ticket-number collision: retrying the whole transaction draws new numbers.
+            StoreError::UniqueViolation { constraint } => Error::Store(StoreError::Transient {
+                message: format!("ticket number collision on {constraint}"),
+            }),
+            other => other.into(),
+        })?;
+        self.notify(
+            tx,
+            Draft {
+                user_id: booking.user_id,
+                kind: NotificationKind::BookingConfirmed,
+                title: format!("Booking confirmed: {}", event.name),
+                message: format!(
+                    "{} seat(s) for {} at {}, starting {}. Total {}.",
+                    booking.quantity, event.name, event.venue, event.starts_at, booking.total_price
+                ),
+                data: vec![
+                    ("booking_id", booking.id.to_string()),
+                    ("event_id", event.id.to_string()),
+                ],
+            },
+            now,
+        )
+        .await
+    }
+}
+
+pub(crate) fn check_open(event: &Event, now: DateTime<Utc>) -> Result<()> {
+    if !event.active {
+        return Err(Error::EventClosed {
+            event_id: event.id,
+            reason: "the event is not active",
+        });
+    }
+    if event.starts_at <= now {
+        return Err(Error::EventClosed {
+            event_id: event.id,
+            reason: "the event has already started",
+        });
+    }
+    Ok(())
+}
+
+/// An idempotent replay: the stored booking (in whatever status it has reached), if the request names the
+/// same event and quantity as the one that created it.
+fn replay(existing: Booking, req: &BookingRequest) -> Result<Booking> {
+    if existing.event_id != req.event_id || existing.quantity != req.quantity {
+        return Err(Error::conflict(
+            "idempotency key already used for a different booking request",
+        ));
+    }
+    Ok(existing)
+}

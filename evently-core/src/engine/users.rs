@@ -1,0 +1,139 @@
+use super::{Draft, Evently};
+use crate::model::{NewUser, NotificationKind, PushSubscription, User, check_user};
+use crate::{Actor, Entity, Error, PushSubscriptionId, Result, StoreError, UserId};
+
+impl Evently {
+    /// Registers a user and queues a welcome notification. A taken e-mail is [`Error::Conflict`].
+    pub async fn register_user(&self, new: NewUser) -> Result<User> {
+        let user = User {
+            id: UserId(self.inner.ids.uuid()),
+            email: new.email.trim().to_lowercase(),
+            name: new.name.trim().to_string(),
+            password_hash: new.password_hash,
+            role: new.role,
+            attributes: new.attributes,
+            created_at: self.now(),
+        };
+        check_user(&user)?;
+        self.retrying("register_user", || async {
+            let mut tx = self.inner.store.begin().await?;
+            match tx.insert_user(&user).await {
+                Err(StoreError::UniqueViolation { .. }) => {
+                    return Err(Error::conflict(format!(
+                        "e-mail {} is already registered",
+                        user.email
+                    )));
+                }
+                other => other?,
+            }
+            self.notify(
+                &mut *tx,
+                Draft {
+                    user_id: user.id,
+                    kind: NotificationKind::Welcome,
+                    title: "Welcome to Evently".into(),
+                    message: format!("Hello {}, your account is ready.", user.name),
+                    data: vec![],
+                },
+                user.created_at,
+            )
+            .await?;
+            tx.commit().await?;
+            Ok(user.clone())
+        })
+        .await
+    }
+
+    /// A user by id. Users see themselves; admins see everyone.
+    pub async fn user(&self, actor: &Actor, id: UserId) -> Result<User> {
+        if actor.user_id != id && !actor.is_admin() {
+            return Err(Error::forbidden("users may only read their own account"));
+        }
+        let mut tx = self.inner.store.begin_read().await?;
+        tx.user(id)
+            .await?
+            .ok_or_else(|| Error::not_found(Entity::User, id))
+    }
+
+    /// A user by e-mail, for the edge's login flow (it checks the password hash).
+    pub async fn user_by_email(&self, email: &str) -> Result<User> {
+        let email = email.trim().to_lowercase();
+        let mut tx = self.inner.store.begin_read().await?;
+        tx.user_by_email(&email)
+            .await?
+            .ok_or_else(|| Error::not_found(Entity::User, email))
+    }
+
+    /// Adds or refreshes the actor's Web Push subscription (keyed by endpoint).
+    pub async fn subscribe_push(
+        &self,
+        actor: &Actor,
+        endpoint: String,
+        p256dh: String,
+        auth: String,
+    ) -> Result<PushSubscription> {
+        if !(endpoint.starts_with("https://") || endpoint.starts_with("http://"))
+            || endpoint.len() > 2048
+        {
+            return Err(Error::validation(
+                "endpoint",
+                "must be an http(s) URL of at most 2048 bytes",
+            ));
+        }
+        for (field, v) in [("p256dh", &p256dh), ("auth", &auth)] {
+            if v.is_empty()
+                || v.len() > 256
+                || !v
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'=')
+            {
+                return Err(Error::validation(
+                    field,
+                    "must be base64url, 1 to 256 characters",
+                ));
+            }
+        }
+        let sub = PushSubscription {
+            id: PushSubscriptionId(self.inner.ids.uuid()),
+            user_id: actor.user_id,
+            endpoint,
+            p256dh,
+            auth,
+            created_at: self.now(),
+        };
+        self.retrying("subscribe_push", || async {
+            let mut tx = self.inner.store.begin().await?;
+            tx.upsert_push_subscription(&sub).await?;
+            tx.commit().await?;
+            Ok(sub.clone())
+        })
+        .await
+    }
+
+    /// Removes one of the actor's push subscriptions.
+    pub async fn unsubscribe_push(&self, actor: &Actor, endpoint: &str) -> Result<()> {
+        self.retrying("unsubscribe_push", || async {
+            let mut tx = self.inner.store.begin().await?;
+            let mine = tx.push_subscriptions_for_user(actor.user_id).await?;
+            if !mine.iter().any(|s| s.endpoint == endpoint) {
+                return Err(Error::not_found(Entity::PushSubscription, endpoint));
+            }
+            tx.delete_push_subscription(endpoint).await?;
+            tx.commit().await?;
+            Ok(())
+        })
+        .await
+    }
+
+    /// The actor's notifications, newest first.
+    pub async fn notifications(
+        &self,
+        actor: &Actor,
+        limit: u32,
+    ) -> Result<Vec<crate::Notification>> {
+        let mut tx = self.inner.store.begin_read().await?;
+        Ok(tx
+            .notifications_for_user(actor.user_id, limit.clamp(1, 500))
+            .await?)
+    }
+}

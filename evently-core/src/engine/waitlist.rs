@@ -1,0 +1,267 @@
+use chrono::{DateTime, Utc};
+
+use super::bookings::check_open;
+use super::{Draft, Evently, account, chrono_dur};
+use crate::model::{
+    Booking, BookingSource, BookingStatus, Event, JobPayload, NewJob, NotificationKind,
+    WaitlistEntry, WaitlistStatus,
+};
+use crate::ports::{LockMode, Transaction};
+use crate::{Actor, BookingId, Entity, Error, EventId, Result, StoreError, WaitlistEntryId};
+
+/// Fills `position` (1-based, dense) for waiting entries given in join order.
+fn number(entries: &mut [WaitlistEntry]) {
+    let mut pos = 0;
+    for e in entries {
+        if e.status == WaitlistStatus::Waiting {
+            pos += 1;
+            e.position = Some(pos);
+        } else {
+            e.position = None;
+        }
+    }
+}
+
+impl Evently {
+    /// Joins the waitlist of a sold-out event for `quantity` seats. While seats are free the answer is
+    /// [`Error::Conflict`] (book instead); a user has at most one live entry per event.
+    pub async fn join_waitlist(
+        &self,
+        actor: &Actor,
+        event_id: EventId,
+        quantity: u32,
+    ) -> Result<WaitlistEntry> {
+        let max = self.inner.config.max_seats_per_booking;
+        if quantity == 0 || quantity > max {
+            return Err(Error::validation("quantity", format!("must be 1 to {max}")));
+        }
+        self.retrying("join_waitlist", || async {
+            let mut tx = self.inner.store.begin().await?;
+            let mut event = tx
+                .event(event_id, LockMode::ForUpdate)
+                .await?
+                .ok_or_else(|| Error::not_found(Entity::Event, event_id))?;
+            let now = self.now();
+            check_open(&event, now)?;
+            if tx
+                .live_waitlist_entry(event_id, actor.user_id)
+                .await?
+                .is_some()
+            {
+                return Err(Error::conflict("already on the waitlist of this event"));
+            }
+            let released = self.expire_due(&mut *tx, &mut event, now).await?;
+            if released > 0 {
+                tx.update_event(&event).await?;
+            }
+            let waiting = tx.waitlist(event_id, &[WaitlistStatus::Waiting]).await?;
+            if waiting.is_empty() && event.seats_free() >= quantity {
+                tx.commit().await?;
+                return Err(Error::conflict(format!(
+                    "{} seat(s) are free: book them instead of joining the waitlist",
+                    event.seats_free()
+                )));
+            }
+            let mut entry = WaitlistEntry {
+                id: WaitlistEntryId(self.inner.ids.uuid()),
+                event_id,
+                user_id: actor.user_id,
+                quantity,
+                seq: 0,
+                position: None,
+                status: WaitlistStatus::Waiting,
+                joined_at: now,
+                notified_at: None,
+                offer_expires_at: None,
+                offer_booking_id: None,
+            };
+            entry.seq = tx
+                .insert_waitlist_entry(&entry)
+                .await
+                .map_err(|e| match e {
+                    StoreError::UniqueViolation { .. } => {
+                        Error::conflict("already on the waitlist of this event")
+                    }
+                    StoreError::ForeignKeyViolation { .. } => {
+                        Error::not_found(Entity::User, actor.user_id)
+                    }
+                    other => other.into(),
+                })?;
+            entry.position = Some(u32::try_from(waiting.len() + 1).unwrap_or(u32::MAX));
+            // Seats may be free but too few for the head of the queue; this entry may still fit.
+            self.promote(&mut *tx, &mut event, now).await?;
+            tx.update_event(&event).await?;
+            let entry = tx.waitlist_entry(entry.id).await?.map(|mut e| {
+                e.position = entry
+                    .position
+                    .filter(|_| e.status == WaitlistStatus::Waiting);
+                e
+            });
+            tx.commit().await?;
+            entry.ok_or_else(|| Error::not_found(Entity::WaitlistEntry, event_id))
+        })
+        .await
+    }
+
+    /// Leaves the waitlist. Leaving while holding an offer declines it: its seats go to the next entries.
+    pub async fn leave_waitlist(&self, actor: &Actor, event_id: EventId) -> Result<WaitlistEntry> {
+        self.retrying("leave_waitlist", || async {
+            let mut tx = self.inner.store.begin().await?;
+            let mut event = tx
+                .event(event_id, LockMode::ForUpdate)
+                .await?
+                .ok_or_else(|| Error::not_found(Entity::Event, event_id))?;
+            let now = self.now();
+            let mut entry = tx
+                .live_waitlist_entry(event_id, actor.user_id)
+                .await?
+                .ok_or_else(|| Error::not_found(Entity::WaitlistEntry, event_id))?;
+            if let Some(bid) = entry
+                .offer_booking_id
+                .filter(|_| entry.status == WaitlistStatus::Offered)
+                && let Some(mut offer) = tx.booking(bid).await?
+                && offer.status == BookingStatus::Held
+            {
+                offer.cancel(now)?;
+                account(&mut event, &offer, Some(BookingStatus::Held))?;
+                tx.update_booking(&offer).await?;
+            }
+            entry.transition(WaitlistStatus::Left)?;
+            tx.update_waitlist_entry(&entry).await?;
+            self.promote(&mut *tx, &mut event, now).await?;
+            tx.update_event(&event).await?;
+            tx.commit().await?;
+            Ok(entry)
+        })
+        .await
+    }
+
+    /// The actor's live entry on an event's waitlist, with its current position (while waiting).
+    pub async fn waitlist_position(
+        &self,
+        actor: &Actor,
+        event_id: EventId,
+    ) -> Result<WaitlistEntry> {
+        let mut tx = self.inner.store.begin_read().await?;
+        let mut live = tx
+            .waitlist(
+                event_id,
+                &[WaitlistStatus::Waiting, WaitlistStatus::Offered],
+            )
+            .await?;
+        number(&mut live);
+        live.into_iter()
+            .find(|e| e.user_id == actor.user_id)
+            .ok_or_else(|| Error::not_found(Entity::WaitlistEntry, event_id))
+    }
+
+    /// The live entries (waiting and offered) of an event's waitlist in join order, positions filled
+    /// (admins only).
+    pub async fn waitlist(&self, actor: &Actor, event_id: EventId) -> Result<Vec<WaitlistEntry>> {
+        if !actor.is_admin() {
+            return Err(Error::forbidden("only administrators list a waitlist"));
+        }
+        let mut tx = self.inner.store.begin_read().await?;
+        let mut live = tx
+            .waitlist(
+                event_id,
+                &[WaitlistStatus::Waiting, WaitlistStatus::Offered],
+            )
+            .await?;
+        number(&mut live);
+        Ok(live)
+    }
+
+    /// Accepts the actor's open offer on an event: confirms the held booking that carries it.
+    pub async fn accept_offer(&self, actor: &Actor, event_id: EventId) -> Result<Booking> {
+        let booking_id: BookingId = {
+            let mut tx = self.inner.store.begin_read().await?;
+            let entry = tx
+                .live_waitlist_entry(event_id, actor.user_id)
+                .await?
+                .ok_or_else(|| Error::not_found(Entity::WaitlistEntry, event_id))?;
+            match (entry.status, entry.offer_booking_id) {
+                (WaitlistStatus::Offered, Some(b)) => b,
+                _ => return Err(Error::conflict("no open offer: still waiting")),
+            }
+        };
+        self.confirm(actor, booking_id).await
+    }
+
+    /// Inside a transaction holding the event's lock: offers free seats to the entries the waitlist policy
+    /// picks. Each offer is a held booking for the entry's user, held until the offer expires.
+    pub(crate) async fn promote(
+        &self,
+        tx: &mut dyn Transaction,
+        event: &mut Event,
+        now: DateTime<Utc>,
+    ) -> Result<()> {
+        let free = event.seats_free();
+        if free == 0 || !event.active || event.starts_at <= now {
+            return Ok(());
+        }
+        let mut waiting = tx.waitlist(event.id, &[WaitlistStatus::Waiting]).await?;
+        if waiting.is_empty() {
+            return Ok(());
+        }
+        number(&mut waiting);
+        let chosen = self.choose_offers(tx, event, &waiting, free, now).await?;
+        let expires = now + chrono_dur(self.inner.config.offer_ttl);
+        for id in chosen {
+            let Some(mut entry) = waiting.iter().find(|e| e.id == id).cloned() else {
+                continue;
+            };
+            let buyer = Actor::new(entry.user_id, crate::Role::User);
+            let total_price = self.price(tx, &buyer, event, entry.quantity, now).await?;
+            let offer = Booking {
+                id: BookingId(self.inner.ids.uuid()),
+                user_id: entry.user_id,
+                event_id: event.id,
+                quantity: entry.quantity,
+                total_price,
+                status: BookingStatus::Held,
+                held_until: Some(expires),
+                idempotency_key: None,
+                source: BookingSource::WaitlistOffer(entry.id),
+                created_at: now,
+                updated_at: now,
+            };
+            account(event, &offer, None)?;
+            tx.insert_booking(&offer).await?;
+            entry.transition(WaitlistStatus::Offered)?;
+            entry.offer_expires_at = Some(expires);
+            entry.offer_booking_id = Some(offer.id);
+            entry.notified_at = Some(now);
+            tx.update_waitlist_entry(&entry).await?;
+            self.notify(
+                tx,
+                Draft {
+                    user_id: entry.user_id,
+                    kind: NotificationKind::WaitlistOffer,
+                    title: format!("Seats available: {}", event.name),
+                    message: format!(
+                        "{} seat(s) for {} are held for you until {expires}. Confirm to book them.",
+                        entry.quantity, event.name
+                    ),
+                    data: vec![
+                        ("event_id", event.id.to_string()),
+                        ("booking_id", offer.id.to_string()),
+                        ("offer_expires_at", expires.to_rfc3339()),
+                    ],
+                },
+                now,
+            )
+            .await?;
+            // Let a worker expire the offer on time even if no one books this event meanwhile.
+            tx.enqueue_job(&NewJob {
+                run_at: expires,
+                dedupe_key: Some(format!("expire:{}:{}", event.id, expires.timestamp())),
+                ..NewJob::now(JobPayload::ExpireHolds { event_id: event.id }, now)
+            })
+            .await?;
+            tracing::debug!(event_id = %event.id, entry_id = %entry.id, "waitlist offer made");
+            metrics::counter!("evently_waitlist_offers_total").increment(1);
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,103 @@
+//! Engine behaviour on the in-memory store: booking, cancel, waitlist promotion, expiry.
+
+use std::sync::Arc;
+
+use chrono::{Duration, TimeZone, Utc};
+use evently_core::*;
+use evently_storage::MemoryStore;
+
+async fn setup() -> (Evently, Arc<ManualClock>, Actor) {
+    let clock = Arc::new(ManualClock::new(
+        Utc.with_ymd_and_hms(2030, 1, 1, 9, 0, 0).unwrap(),
+    ));
+    let engine = Evently::builder()
+        .store(Arc::new(MemoryStore::new()))
+        .clock(clock.clone())
+        .build()
+        .unwrap();
+    let admin = user(&engine, "admin@example.com", Role::Admin).await;
+    (engine, clock, admin)
+}
+
+async fn user(engine: &Evently, email: &str, role: Role) -> Actor {
+    let u = engine
+        .register_user(NewUser {
+            email: email.into(),
+            name: "Someone".into(),
+            password_hash: "$argon2id$stub".into(),
+            role,
+            attributes: Default::default(),
+        })
+        .await
+        .unwrap();
+    Actor::new(u.id, u.role)
+}
+
+async fn event(engine: &Evently, admin: &Actor, capacity: u32) -> Event {
+    let now = engine.now();
+    engine
+        .create_event(
+            admin,
+            NewEvent {
+                name: "Gig".into(),
+                description: String::new(),
+                venue: "Club".into(),
+                category: "music".into(),
+                starts_at: now + Duration::days(7),
+                ends_at: now + Duration::days(7) + Duration::hours(3),
+                capacity,
+                price: Money::new(1500, Currency::new("EUR").unwrap()),
+            },
+        )
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn sells_out_then_cancel_offers_the_seat_to_the_waitlist() {
+    let (engine, clock, admin) = setup().await;
+    let ev = event(&engine, &admin, 2).await;
+    let alice = user(&engine, "alice@example.com", Role::User).await;
+    let bob = user(&engine, "bob@example.com", Role::User).await;
+
+    let a = engine
+        .book(&alice, BookingRequest::new(ev.id, 2))
+        .await
+        .unwrap();
+    assert_eq!(a.status, BookingStatus::Confirmed);
+    assert_eq!(a.total_price.minor, 3000);
+    assert_eq!(engine.tickets(&alice, a.id).await.unwrap().len(), 2);
+
+    let err = engine
+        .book(&bob, BookingRequest::new(ev.id, 1))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::SoldOut {
+                requested: 1,
+                available: 0,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+
+    let entry = engine.join_waitlist(&bob, ev.id, 1).await.unwrap();
+    assert_eq!(entry.position, Some(1));
+
+    engine.cancel(&alice, a.id).await.unwrap();
+    let offered = engine.waitlist_position(&bob, ev.id).await.unwrap();
+    assert_eq!(offered.status, WaitlistStatus::Offered);
+    let avail = engine.availability(ev.id).await.unwrap();
+    assert_eq!((avail.held, avail.confirmed, avail.available), (1, 0, 1));
+
+    // The offer runs out; no one else waits, so the seat is free again.
+    clock.advance(Duration::minutes(31));
+    assert_eq!(engine.expire_holds().await.unwrap(), 1);
+    let avail = engine.availability(ev.id).await.unwrap();
+    assert_eq!((avail.held, avail.confirmed, avail.available), (0, 0, 2));
+    let err = engine.accept_offer(&bob, ev.id).await.unwrap_err();
+    assert!(matches!(err, Error::NotFound { .. }), "{err:?}");
+}
