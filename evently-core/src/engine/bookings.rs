@@ -149,10 +149,12 @@ impl Evently {
         if event.seats_free() < req.quantity {
             // Seats may be tied up by holds that already ran out: release them (and let the waitlist
             // have its turn) before saying no.
-            let released = self.expire_due(&mut *tx, &mut event, now).await?;
+            let before = (event.seats_held, event.seats_confirmed);
+            self.expire_due(&mut *tx, &mut event, now).await?;
             if event.seats_free() < req.quantity {
                 let available = event.seats_free();
-                if released > 0 {
+                // Expiry or promotion changed something: keep it, even though this request fails.
+                if (event.seats_held, event.seats_confirmed) != before {
                     tx.update_event(&event).await?;
                     tx.commit().await?;
                 }

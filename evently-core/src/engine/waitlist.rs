@@ -62,7 +62,7 @@ impl Evently {
                     event.seats_free()
                 )));
             }
-            let mut entry = WaitlistEntry {
+            let entry = WaitlistEntry {
                 id: WaitlistEntryId(self.inner.ids.uuid()),
                 event_id,
                 user_id: actor.user_id,
@@ -75,8 +75,7 @@ impl Evently {
                 offer_expires_at: None,
                 offer_booking_id: None,
             };
-            entry.seq = tx
-                .insert_waitlist_entry(&entry)
+            tx.insert_waitlist_entry(&entry)
                 .await
                 .map_err(|e| match e {
                     StoreError::UniqueViolation { .. } => {
@@ -87,16 +86,17 @@ impl Evently {
                     }
                     other => other.into(),
                 })?;
-            entry.position = Some(u32::try_from(waiting.len() + 1).unwrap_or(u32::MAX));
             // Seats may be free but too few for the head of the queue; this entry may still fit.
             self.promote(&mut *tx, &mut event, now).await?;
             tx.update_event(&event).await?;
-            let entry = tx.waitlist_entry(entry.id).await?.map(|mut e| {
-                e.position = entry
-                    .position
-                    .filter(|_| e.status == WaitlistStatus::Waiting);
-                e
-            });
+            let mut live = tx
+                .waitlist(
+                    event_id,
+                    &[WaitlistStatus::Waiting, WaitlistStatus::Offered],
+                )
+                .await?;
+            number(&mut live);
+            let entry = live.into_iter().find(|e| e.id == entry.id);
             tx.commit().await?;
             entry.ok_or_else(|| Error::not_found(Entity::WaitlistEntry, event_id))
         })
