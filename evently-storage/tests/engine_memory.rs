@@ -101,3 +101,62 @@ async fn sells_out_then_cancel_offers_the_seat_to_the_waitlist() {
     let err = engine.accept_offer(&bob, ev.id).await.unwrap_err();
     assert!(matches!(err, Error::NotFound { .. }), "{err:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_thousand_concurrent_bookings_on_a_hundred_seats_sell_exactly_a_hundred() {
+    let (engine, _clock, admin) = setup().await;
+    let ev = event(&engine, &admin, 100).await;
+    let mut users = Vec::new();
+    for i in 0..20 {
+        users.push(user(&engine, &format!("u{i}@example.com"), Role::User).await);
+    }
+    let tasks: Vec<_> = (0..1000)
+        .map(|i| {
+            let (engine, actor) = (engine.clone(), users[i % users.len()]);
+            tokio::spawn(async move { engine.book(&actor, BookingRequest::new(ev.id, 1)).await })
+        })
+        .collect();
+    let (mut ok, mut sold_out) = (0, 0);
+    for t in tasks {
+        match t.await.unwrap() {
+            Ok(b) => {
+                assert_eq!(b.status, BookingStatus::Confirmed);
+                ok += 1;
+            }
+            Err(Error::SoldOut { .. }) => sold_out += 1,
+            Err(e) => panic!("unexpected error {e:?}"),
+        }
+    }
+    assert_eq!((ok, sold_out), (100, 900));
+    assert_eq!(engine.event(ev.id).await.unwrap().seats_confirmed, 100);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bad_request_in_a_shared_transaction_does_not_decide_the_others() {
+    let (engine, _clock, admin) = setup().await;
+    let ev = event(&engine, &admin, 10_000).await;
+    let good = user(&engine, "good@example.com", Role::User).await;
+    // A user the store does not know: its insert fails the foreign key and aborts any batch it is in.
+    let ghost = Actor::new(UserId::new(), Role::User);
+    let tasks: Vec<_> = (0..400)
+        .map(|i| {
+            let engine = engine.clone();
+            let actor = if i % 10 == 0 { ghost } else { good };
+            tokio::spawn(async move {
+                (actor == ghost, engine.book(&actor, BookingRequest::new(ev.id, 1)).await)
+            })
+        })
+        .collect();
+    let mut confirmed = 0;
+    for t in tasks {
+        match t.await.unwrap() {
+            (false, Ok(_)) => confirmed += 1,
+            (true, Err(Error::NotFound { entity: Entity::User, .. })) => {}
+            other => panic!("unexpected outcome {other:?}"),
+        }
+    }
+    assert_eq!(confirmed, 360);
+    let ev = engine.event(ev.id).await.unwrap();
+    assert_eq!(ev.seats_confirmed, 360);
+    assert_eq!(engine.event_bookings(&admin, ev.id).await.unwrap().len(), 360);
+}

@@ -47,10 +47,21 @@ impl BookingRequest {
     }
 }
 
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Mode {
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Mode {
     Hold,
     Book,
+}
+
+/// A validated booking request waiting for its transaction.
+#[derive(Debug, Clone)]
+pub(crate) struct Pending {
+    /// Assigned up front, so a request whose outcome was lost can find out whether it committed.
+    pub(crate) booking_id: BookingId,
+    pub(crate) actor: Actor,
+    pub(crate) req: BookingRequest,
+    pub(crate) mode: Mode,
+    pub(crate) ttl: Duration,
 }
 
 impl Evently {
@@ -97,9 +108,19 @@ impl Evently {
         let span =
             tracing::debug_span!("reserve", event_id = %req.event_id, user_id = %actor.user_id);
         let _guard = span.enter();
-        let result = self
-            .retrying("reserve", || self.try_reserve(actor, &req, mode, ttl))
-            .await;
+        let pending = Pending {
+            booking_id: BookingId(self.inner.ids.uuid()),
+            actor: *actor,
+            req,
+            mode,
+            ttl,
+        };
+        let result = if self.inner.config.max_batch > 1 {
+            self.reserve_combined(pending.clone()).await
+        } else {
+            self.reserve_one(&pending).await
+        };
+        let req = &pending.req;
         match result {
             // Two requests with one key for different events raced past each other's lock: the loser
             // sees the unique constraint. Answer as an idempotent replay would.
@@ -109,7 +130,7 @@ impl Evently {
                 let key = req.idempotency_key.as_deref().unwrap_or_default();
                 let mut tx = self.inner.store.begin_read().await?;
                 match tx.booking_by_idempotency_key(actor.user_id, key).await? {
-                    Some(existing) => replay(existing, &req),
+                    Some(existing) => replay(existing, req),
                     None => Err(Error::conflict(
                         "idempotency key collision; retry the request",
                     )),
@@ -127,53 +148,96 @@ impl Evently {
         }
     }
 
-    async fn try_reserve(
+    /// One request in a transaction of its own, retried while it fails transiently.
+    pub(crate) async fn reserve_one(&self, p: &Pending) -> Result<Booking> {
+        self.retrying("reserve", || async {
+            let mut results = self.reserve_batch_tx(&[p]).await.map_err(|e| match e {
+                Error::Store(StoreError::ForeignKeyViolation { .. }) => {
+                    Error::not_found(Entity::User, p.actor.user_id)
+                }
+                other => other,
+            })?;
+            results
+                .pop()
+                .unwrap_or_else(|| Err(Error::conflict("the booking request produced no outcome")))
+        })
+        .await
+    }
+
+    /// Runs every request of `batch` (all for one event) in ONE transaction under one lock of the event,
+    /// in order, and commits once. Each request gets its own outcome (a booking, or a refusal such as
+    /// [`Error::SoldOut`] decided before it wrote anything). A store failure aborts the whole
+    /// transaction and is returned as the outer error; the caller then runs the requests one by one.
+    pub(crate) async fn reserve_batch_tx(
         &self,
-        actor: &Actor,
-        req: &BookingRequest,
-        mode: Mode,
-        ttl: Duration,
-    ) -> Result<Booking> {
+        batch: &[&Pending],
+    ) -> Result<Vec<Result<Booking>>> {
+        let Some(first) = batch.first() else {
+            return Ok(Vec::new());
+        };
+        let event_id = first.req.event_id;
         let mut tx = self.inner.store.begin().await?;
-        let mut event = tx
-            .event(req.event_id, LockMode::ForUpdate)
-            .await?
-            .ok_or_else(|| Error::not_found(Entity::Event, req.event_id))?;
+        let Some(mut event) = tx.event(event_id, LockMode::ForUpdate).await? else {
+            return Ok(batch
+                .iter()
+                .map(|_| Err(Error::not_found(Entity::Event, event_id)))
+                .collect());
+        };
+        let now = self.now();
+        let mut dirty = false;
+        let mut results = Vec::with_capacity(batch.len());
+        for p in batch {
+            match self
+                .reserve_in_tx(&mut *tx, &mut event, p, now, &mut dirty)
+                .await
+            {
+                Err(e @ Error::Store(_)) => return Err(e),
+                outcome => results.push(outcome),
+            }
+        }
+        if dirty {
+            tx.update_event(&event).await?;
+            tx.commit().await?;
+        }
+        Ok(results)
+    }
+
+    /// One request inside a transaction that holds the event's lock. Sets `dirty` when it wrote anything.
+    /// Refusals are decided before this request writes; store errors leave the transaction unusable.
+    async fn reserve_in_tx(
+        &self,
+        tx: &mut dyn Transaction,
+        event: &mut Event,
+        p: &Pending,
+        now: DateTime<Utc>,
+        dirty: &mut bool,
+    ) -> Result<Booking> {
+        let (actor, req) = (&p.actor, &p.req);
         if let Some(key) = &req.idempotency_key
             && let Some(existing) = tx.booking_by_idempotency_key(actor.user_id, key).await?
         {
             return replay(existing, req);
         }
-        let now = self.now();
-        check_open(&event, now)?;
+        check_open(event, now)?;
         if event.seats_free() < req.quantity {
             // Seats may be tied up by holds that already ran out: release them (and let the waitlist
-            // have its turn) before saying no.
-            let before = (event.seats_held, event.seats_confirmed);
-            self.expire_due(&mut *tx, &mut event, now).await?;
+            // have its turn) before saying no. What that changes is kept even if this request fails.
+            *dirty |= self.expire_due(tx, event, now).await?.changed();
             if event.seats_free() < req.quantity {
-                let available = event.seats_free();
-                // Expiry or promotion changed something: keep it, even though this request fails.
-                if (event.seats_held, event.seats_confirmed) != before {
-                    tx.update_event(&event).await?;
-                    tx.commit().await?;
-                }
                 return Err(Error::SoldOut {
                     event_id: event.id,
                     requested: req.quantity,
-                    available,
+                    available: event.seats_free(),
                 });
             }
         }
-        let total_price = self
-            .price(&mut *tx, actor, &event, req.quantity, now)
-            .await?;
-        let (status, held_until) = match mode {
-            Mode::Hold => (BookingStatus::Held, Some(now + chrono_dur(ttl))),
+        let total_price = self.price(tx, actor, event, req.quantity, now).await?;
+        let (status, held_until) = match p.mode {
+            Mode::Hold => (BookingStatus::Held, Some(now + chrono_dur(p.ttl))),
             Mode::Book => (BookingStatus::Confirmed, None),
         };
         let booking = Booking {
-            id: BookingId(self.inner.ids.uuid()),
+            id: p.booking_id,
             user_id: actor.user_id,
             event_id: event.id,
             quantity: req.quantity,
@@ -185,16 +249,12 @@ impl Evently {
             created_at: now,
             updated_at: now,
         };
-        account(&mut event, &booking, None)?;
-        tx.insert_booking(&booking).await.map_err(|e| match e {
-            StoreError::ForeignKeyViolation { .. } => Error::not_found(Entity::User, actor.user_id),
-            other => other.into(),
-        })?;
-        tx.update_event(&event).await?;
+        account(event, &booking, None)?;
+        *dirty = true;
+        tx.insert_booking(&booking).await?;
         if status == BookingStatus::Confirmed {
-            self.on_confirmed(&mut *tx, &event, &booking, now).await?;
+            self.on_confirmed(tx, event, &booking, now).await?;
         }
-        tx.commit().await?;
         Ok(booking)
     }
 
@@ -378,10 +438,12 @@ impl Evently {
             let Some(mut event) = tx.event(id, LockMode::ForUpdate).await? else {
                 return Ok(0);
             };
-            let n = self.expire_due(&mut *tx, &mut event, now).await?;
-            tx.update_event(&event).await?;
-            tx.commit().await?;
-            Ok(n)
+            let swept = self.expire_due(&mut *tx, &mut event, now).await?;
+            if swept.changed() {
+                tx.update_event(&event).await?;
+                tx.commit().await?;
+            }
+            Ok(swept.expired)
         })
         .await
     }
@@ -393,7 +455,7 @@ impl Evently {
         tx: &mut dyn Transaction,
         event: &mut Event,
         now: DateTime<Utc>,
-    ) -> Result<u32> {
+    ) -> Result<Swept> {
         let mut n = 0;
         loop {
             let due = tx.expired_holds(event.id, now, 500).await?;
@@ -433,8 +495,11 @@ impl Evently {
             tracing::debug!(event_id = %event.id, expired = n, "expired holds");
             metrics::counter!("evently_holds_expired_total").increment(u64::from(n));
         }
-        self.promote(tx, event, now).await?;
-        Ok(n)
+        let offered = self.promote(tx, event, now).await?;
+        Ok(Swept {
+            expired: n,
+            offered,
+        })
     }
 
     /// Issues tickets and queues the confirmation for a booking that just became confirmed.
@@ -500,6 +565,21 @@ pub(crate) fn check_open(event: &Event, now: DateTime<Utc>) -> Result<()> {
         });
     }
     Ok(())
+}
+
+/// What [`Evently::expire_due`] changed.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Swept {
+    /// Holds (and offers) expired.
+    pub(crate) expired: u32,
+    /// Waitlist offers made with the freed seats.
+    pub(crate) offered: u32,
+}
+
+impl Swept {
+    pub(crate) fn changed(&self) -> bool {
+        self.expired > 0 || self.offered > 0
+    }
 }
 
 /// An idempotent replay: the stored booking (in whatever status it has reached), if the request names the

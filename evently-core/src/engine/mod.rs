@@ -1,6 +1,7 @@
 //! The engine: every business rule, run inside store transactions.
 
 mod bookings;
+mod combiner;
 mod events;
 mod jobs;
 mod policies;
@@ -44,6 +45,11 @@ pub struct EngineConfig {
     pub retry_base_delay: Duration,
     /// How long a claimed job is leased to a worker.
     pub job_lease: Duration,
+    /// Most booking requests for one event that share one transaction. Concurrent requests for the same
+    /// event queue behind the one in flight and the next transaction takes them together: one event lock
+    /// and one commit for many bookings, which is what lets a hot event go faster than one commit at a
+    /// time. Each request still gets its own outcome. `1` turns batching off.
+    pub max_batch: u32,
 }
 
 impl Default for EngineConfig {
@@ -57,6 +63,7 @@ impl Default for EngineConfig {
             max_attempts: 5,
             retry_base_delay: Duration::from_millis(5),
             job_lease: Duration::from_secs(5 * 60),
+            max_batch: 64,
         }
     }
 }
@@ -78,6 +85,9 @@ impl EngineConfig {
                 "must be at least 1",
             ));
         }
+        if self.max_batch == 0 || self.max_batch > 10_000 {
+            return Err(Error::validation("max_batch", "must be 1 to 10,000"));
+        }
         if self.max_attempts == 0 {
             return Err(Error::validation("max_attempts", "must be at least 1"));
         }
@@ -92,6 +102,7 @@ pub(crate) struct Inner {
     pub(crate) policies: PolicyRegistry,
     pub(crate) notifiers: Vec<Arc<dyn Notifier>>,
     pub(crate) config: EngineConfig,
+    pub(crate) combiner: combiner::Combiner,
 }
 
 /// The booking engine. Cheap to clone; share one per process.
@@ -175,6 +186,7 @@ impl EventlyBuilder {
                 ),
                 notifiers: self.notifiers,
                 config: self.config,
+                combiner: combiner::Combiner::default(),
             }),
         })
     }

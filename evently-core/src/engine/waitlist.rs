@@ -50,8 +50,7 @@ impl Evently {
             {
                 return Err(Error::conflict("already on the waitlist of this event"));
             }
-            let released = self.expire_due(&mut *tx, &mut event, now).await?;
-            if released > 0 {
+            if self.expire_due(&mut *tx, &mut event, now).await?.changed() {
                 tx.update_event(&event).await?;
             }
             let waiting = tx.waitlist(event_id, &[WaitlistStatus::Waiting]).await?;
@@ -195,18 +194,19 @@ impl Evently {
         tx: &mut dyn Transaction,
         event: &mut Event,
         now: DateTime<Utc>,
-    ) -> Result<()> {
+    ) -> Result<u32> {
         let free = event.seats_free();
         if free == 0 || !event.active || event.starts_at <= now {
-            return Ok(());
+            return Ok(0);
         }
         let mut waiting = tx.waitlist(event.id, &[WaitlistStatus::Waiting]).await?;
         if waiting.is_empty() {
-            return Ok(());
+            return Ok(0);
         }
         number(&mut waiting);
         let chosen = self.choose_offers(tx, event, &waiting, free, now).await?;
         let expires = now + chrono_dur(self.inner.config.offer_ttl);
+        let mut offered = 0;
         for id in chosen {
             let Some(mut entry) = waiting.iter().find(|e| e.id == id).cloned() else {
                 continue;
@@ -261,7 +261,8 @@ impl Evently {
             .await?;
             tracing::debug!(event_id = %event.id, entry_id = %entry.id, "waitlist offer made");
             metrics::counter!("evently_waitlist_offers_total").increment(1);
+            offered += 1;
         }
-        Ok(())
+        Ok(offered)
     }
 }

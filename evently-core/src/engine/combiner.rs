@@ -1,0 +1,157 @@
+//! Booking requests for the same event share transactions.
+//!
+//! Requests queue per event. With no transaction in flight for the event, the arriving request leads:
+//! it takes up to `max_batch` queued requests (its own first) and runs them in one transaction. While it
+//! runs, later requests queue. When it ends, leadership passes to the oldest queued request, whose task
+//! wakes and runs the next batch. A batch that hits a store error is rolled back and its requests run
+//! one by one, so one bad request never decides another's outcome.
+//!
+//! Leadership is handed on in a `Drop` guard: a leader whose future is dropped mid-batch (a client that
+//! went away) still passes the queue on; the requests of its unfinished batch see their reply channel
+//! close and run on their own.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::Mutex;
+
+use futures_channel::oneshot;
+
+use super::Evently;
+use super::bookings::Pending;
+use crate::model::Booking;
+use crate::{EventId, Result};
+
+enum Reply {
+    Done(Result<Booking>),
+    Lead,
+}
+
+struct Waiter {
+    pending: Pending,
+    reply: oneshot::Sender<Reply>,
+}
+
+#[derive(Default)]
+struct Slot {
+    queue: VecDeque<Waiter>,
+    leading: bool,
+}
+
+/// Per-event queues of booking requests.
+#[derive(Default)]
+pub(crate) struct Combiner {
+    slots: Mutex<HashMap<EventId, Slot>>,
+}
+
+impl Combiner {
+    fn with<T>(&self, f: impl FnOnce(&mut HashMap<EventId, Slot>) -> T) -> T {
+        f(&mut self.slots.lock().unwrap_or_else(|e| e.into_inner()))
+    }
+}
+
+/// Passes leadership of an event's queue on when dropped.
+struct Leadership<'a> {
+    combiner: &'a Combiner,
+    event: EventId,
+}
+
+impl Drop for Leadership<'_> {
+    fn drop(&mut self) {
+        self.combiner.with(|slots| {
+            let Some(slot) = slots.get_mut(&self.event) else {
+                return;
+            };
+            // Wake the oldest waiter whose task is still there (it keeps its own copy of its request
+            // and leads with it); skip those that went away.
+            while let Some(w) = slot.queue.pop_front() {
+                if w.reply.send(Reply::Lead).is_ok() {
+                    return;
+                }
+            }
+            slots.remove(&self.event);
+        });
+    }
+}
+
+impl Evently {
+    /// Runs a booking request through its event's queue (see the module docs).
+    pub(crate) async fn reserve_combined(&self, pending: Pending) -> Result<Booking> {
+        let combiner = &self.inner.combiner;
+        let event = pending.req.event_id;
+        let max = self.inner.config.max_batch as usize;
+        loop {
+            let (tx, rx) = oneshot::channel();
+            let lead = combiner.with(|slots| {
+                let slot = slots.entry(event).or_default();
+                if slot.leading {
+                    slot.queue.push_back(Waiter {
+                        pending: pending.clone(),
+                        reply: tx,
+                    });
+                    false
+                } else {
+                    slot.leading = true;
+                    true
+                }
+            });
+            if !lead {
+                match rx.await {
+                    Ok(Reply::Done(result)) => return result,
+                    // Our turn: leadership was handed to us (the slot stays `leading`).
+                    Ok(Reply::Lead) => {}
+                    // The leader went away (its caller dropped it) with our request in its batch. That
+                    // batch was rolled back unless it got as far as committing: look for our booking by
+                    // its pre-assigned id before queueing again.
+                    Err(oneshot::Canceled) => {
+                        if let Some(b) = self.committed(&pending).await? {
+                            return Ok(b);
+                        }
+                        continue;
+                    }
+                }
+            }
+            let _leadership = Leadership { combiner, event };
+            let others: Vec<Waiter> = combiner.with(|slots| {
+                let slot = slots.entry(event).or_default();
+                let n = slot.queue.len().min(max.saturating_sub(1));
+                slot.queue.drain(..n).collect()
+            });
+            if others.is_empty() {
+                return self.reserve_one(&pending).await;
+            }
+            let mut batch: Vec<&Pending> = Vec::with_capacity(others.len() + 1);
+            batch.push(&pending);
+            batch.extend(others.iter().map(|w| &w.pending));
+            metrics::histogram!("evently_booking_batch_size").record(batch.len() as f64);
+            return match self.reserve_batch_tx(&batch).await {
+                Ok(results) => {
+                    let mut results = results.into_iter();
+                    let mine = results.next().unwrap_or_else(|| {
+                        Err(crate::Error::conflict(
+                            "the booking request produced no outcome",
+                        ))
+                    });
+                    for (w, r) in others.into_iter().zip(results) {
+                        let _ = w.reply.send(Reply::Done(r));
+                    }
+                    mine
+                }
+                Err(e) => {
+                    // Rolled back as a whole: run each request on its own, answering each at once.
+                    tracing::debug!(error = %e, size = batch.len(), "batch failed; running its requests one by one");
+                    let mine = self.reserve_one(&pending).await;
+                    for w in others {
+                        let r = self.reserve_one(&w.pending).await;
+                        let _ = w.reply.send(Reply::Done(r));
+                    }
+                    mine
+                }
+            };
+        }
+    }
+
+    /// The booking a request created, if a transaction carrying it committed.
+    async fn committed(&self, pending: &Pending) -> Result<Option<Booking>> {
+        let mut tx = self.inner.store.begin_read().await?;
+        Ok(tx.booking(pending.booking_id).await?)
+    }
+}
