@@ -296,7 +296,7 @@ impl EventRepository for MemoryTx {
             .filter(|e| filter.matches(e))
             .cloned()
             .collect();
-        v.sort_by(|a, b| (a.starts_at, a.id).cmp(&(b.starts_at, b.id)));
+        v.sort_by_key(|a| (a.starts_at, a.id));
         Ok(v.into_iter()
             .skip(filter.offset as usize)
             .take(filter.limit as usize)
@@ -408,7 +408,7 @@ impl BookingRepository for MemoryTx {
             .filter_map(|id| st.bookings.get(id))
             .cloned()
             .collect();
-        v.sort_by(|a, b| (b.created_at, b.id).cmp(&(a.created_at, a.id)));
+        v.sort_by_key(|b| std::cmp::Reverse((b.created_at, b.id)));
         Ok(v)
     }
 
@@ -422,7 +422,7 @@ impl BookingRepository for MemoryTx {
             .filter_map(|id| st.bookings.get(id))
             .cloned()
             .collect();
-        v.sort_by(|a, b| (a.created_at, a.id).cmp(&(b.created_at, b.id)));
+        v.sort_by_key(|a| (a.created_at, a.id));
         Ok(v)
     }
 
@@ -653,7 +653,7 @@ impl NotificationRepository for MemoryTx {
             .filter_map(|id| st.notifications.get(id))
             .cloned()
             .collect();
-        v.sort_by(|a, b| (b.created_at, b.id).cmp(&(a.created_at, a.id)));
+        v.sort_by_key(|b| std::cmp::Reverse((b.created_at, b.id)));
         v.truncate(limit as usize);
         Ok(v)
     }

@@ -1,0 +1,175 @@
+//! The durable job queue in the `jobs` table.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use evently_core::ports::JobStats;
+use evently_core::{Job, JobId, JobQueue, JobStatus, NewJob, StoreError};
+use sqlx::Row;
+
+use super::SqliteStore;
+use super::codec::{self, id_text, json_payload, micros};
+use super::error::{classify, corrupt};
+use super::tx::Q;
+
+type R<T> = Result<T, StoreError>;
+
+/// The insert of a new queued job with identifier `id`. It inserts nothing (zero rows affected) when a
+/// queued or running job already has the same dedupe key.
+pub(crate) fn insert_job(job: &NewJob, id: JobId) -> R<Q<'static>> {
+    Ok(sqlx::query(
+        "INSERT INTO jobs (id, kind, payload, priority, status, run_at, attempts, max_attempts, \
+         dedupe_key, last_error, locked_until, created_at) \
+         VALUES (?, ?, ?, ?, 'queued', ?, 0, ?, ?, NULL, NULL, ?) \
+         ON CONFLICT (dedupe_key) WHERE status IN ('queued', 'running') DO NOTHING",
+    )
+    .bind(id_text(id.0))
+    .bind(job.payload.kind())
+    .bind(json_payload(&job.payload)?)
+    .bind(i64::from(job.priority))
+    .bind(micros(job.run_at))
+    .bind(i64::from(job.max_attempts))
+    .bind(job.dedupe_key.clone())
+    // Like the in-memory queue, a job counts as created when it is first due.
+    .bind(micros(job.run_at)))
+}
+
+fn missing_job() -> StoreError {
+    StoreError::Backend {
+        message: "job does not exist".into(),
+    }
+}
+
+#[async_trait]
+impl JobQueue for SqliteStore {
+    async fn enqueue(&self, job: &NewJob) -> R<Option<JobId>> {
+        let id = JobId::new();
+        let done = insert_job(job, id)?
+            .execute(&self.writer)
+            .await
+            .map_err(classify)?;
+        let enqueued = done.rows_affected() > 0;
+        tracing::debug!(backend = "sqlite", job_id = %id, kind = job.payload.kind(), enqueued, "enqueue job");
+        Ok(enqueued.then_some(id))
+    }
+
+    async fn claim(&self, limit: u32, now: DateTime<Utc>, lease: Duration) -> R<Vec<Job>> {
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        let until = chrono::Duration::from_std(lease)
+            .ok()
+            .and_then(|d| now.checked_add_signed(d))
+            .unwrap_or(DateTime::<Utc>::MAX_UTC);
+        // One writer transaction: the selection and the update cannot interleave with another claim.
+        let mut tx = self
+            .writer
+            .begin_with("BEGIN IMMEDIATE")
+            .await
+            .map_err(classify)?;
+        let sql = format!(
+            "UPDATE jobs SET status = 'running', attempts = attempts + 1, locked_until = ?1 \
+             WHERE id IN (SELECT id FROM jobs \
+                 WHERE (status = 'queued' AND run_at <= ?2) \
+                    OR (status = 'running' AND locked_until <= ?2) \
+                 ORDER BY priority DESC, run_at, id LIMIT ?3) \
+             RETURNING {}",
+            codec::JOB_COLUMNS
+        );
+        let rows = sqlx::query(&sql)
+            .bind(micros(until))
+            .bind(micros(now))
+            .bind(i64::from(limit))
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(classify)?;
+        let mut jobs = Vec::with_capacity(rows.len());
+        for row in &rows {
+            match codec::job(row) {
+                Ok(job) => jobs.push(job),
+                Err(e) => {
+                    // A job that cannot be read back must not jam the queue: it is dead, with the reason.
+                    let id: String = row.try_get("id").map_err(classify)?;
+                    tracing::error!(backend = "sqlite", job_id = %id, error = %e, "undecodable job marked dead");
+                    sqlx::query(
+                        "UPDATE jobs SET status = 'dead', locked_until = NULL, last_error = ? \
+                         WHERE id = ?",
+                    )
+                    .bind(e.to_string())
+                    .bind(id)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(classify)?;
+                }
+            }
+        }
+        tx.commit().await.map_err(classify)?;
+        // RETURNING gives no order; hand jobs out in claim order.
+        jobs.sort_by(|a, b| (b.priority, a.run_at, a.id).cmp(&(a.priority, b.run_at, b.id)));
+        tracing::debug!(backend = "sqlite", claimed = jobs.len(), "claim jobs");
+        Ok(jobs)
+    }
+
+    async fn complete(&self, id: JobId) -> R<()> {
+        let done = sqlx::query("UPDATE jobs SET status = 'done', locked_until = NULL WHERE id = ?")
+            .bind(id_text(id.0))
+            .execute(&self.writer)
+            .await
+            .map_err(classify)?;
+        match done.rows_affected() {
+            0 => Err(missing_job()),
+            _ => Ok(()),
+        }
+    }
+
+    async fn fail(&self, id: JobId, error: &str, retry_at: Option<DateTime<Utc>>) -> R<()> {
+        let done = sqlx::query(
+            "UPDATE jobs SET last_error = ?1, locked_until = NULL, \
+             status = CASE WHEN ?2 IS NULL THEN 'dead' ELSE 'queued' END, \
+             run_at = COALESCE(?2, run_at) WHERE id = ?3",
+        )
+        .bind(error.to_string())
+        .bind(retry_at.map(micros))
+        .bind(id_text(id.0))
+        .execute(&self.writer)
+        .await
+        .map_err(classify)?;
+        tracing::debug!(backend = "sqlite", job_id = %id, retry = retry_at.is_some(), "job failed");
+        match done.rows_affected() {
+            0 => Err(missing_job()),
+            _ => Ok(()),
+        }
+    }
+
+    async fn job(&self, id: JobId) -> R<Option<Job>> {
+        let sql = format!("SELECT {} FROM jobs WHERE id = ?", codec::JOB_COLUMNS);
+        let row = sqlx::query(&sql)
+            .bind(id_text(id.0))
+            .fetch_optional(&self.readers)
+            .await
+            .map_err(classify)?;
+        row.as_ref().map(codec::job).transpose()
+    }
+
+    async fn stats(&self) -> R<JobStats> {
+        let rows = sqlx::query("SELECT status, COUNT(*) AS n FROM jobs GROUP BY status")
+            .fetch_all(&self.readers)
+            .await
+            .map_err(classify)?;
+        let mut stats = JobStats::default();
+        for row in &rows {
+            let status: String = row.try_get("status").map_err(classify)?;
+            let n: i64 = row.try_get("n").map_err(classify)?;
+            let n = u64::try_from(n).map_err(|_| corrupt(format!("job count {n}")))?;
+            match JobStatus::parse(&status) {
+                Some(JobStatus::Queued) => stats.queued += n,
+                Some(JobStatus::Running) => stats.running += n,
+                Some(JobStatus::Done) => stats.done += n,
+                Some(JobStatus::Dead) => stats.dead += n,
+                None => return Err(corrupt(format!("unknown job status {status:?}"))),
+            }
+        }
+        Ok(stats)
+    }
+}
