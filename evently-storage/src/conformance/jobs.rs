@@ -1,0 +1,191 @@
+//! Cases on the job queue: transactional enqueue, deduplication, claim order, leases, retries, stats.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use evently_core::ports::JobStats;
+use evently_core::{Job, JobId, JobQueue, JobStatus, Store};
+
+use super::fixtures::*;
+
+const LEASE: Duration = Duration::from_secs(60);
+
+/// Claims at `now` and returns the claimed ids.
+async fn claim(q: &Arc<dyn JobQueue>, limit: u32, now: DateTime<Utc>) -> HashSet<JobId> {
+    let jobs = q.claim(limit, now, LEASE).await.expect("claim");
+    jobs.iter().map(|j| j.id).collect()
+}
+
+async fn stored(q: &Arc<dyn JobQueue>, id: JobId) -> Job {
+    q.job(id).await.expect("read job").expect("job exists")
+}
+
+async fn enqueue(q: &Arc<dyn JobQueue>, job: &evently_core::NewJob) -> JobId {
+    q.enqueue(job)
+        .await
+        .expect("enqueue")
+        .expect("not deduplicated")
+}
+
+async fn stats(q: &Arc<dyn JobQueue>) -> JobStats {
+    q.stats().await.expect("stats")
+}
+
+/// A job enqueued through a transaction exists and is claimable once the transaction commits; one enqueued
+/// in a rolled-back transaction never is.
+pub async fn job_enqueued_in_a_transaction_exists_only_if_committed(store: Arc<dyn Store>) {
+    let q = store.job_queue();
+    let mut ids = Vec::new();
+    for commit in [false, true] {
+        let mut tx = begin(&store).await;
+        let id = tx
+            .enqueue_job(&job(at(0), 0))
+            .await
+            .expect("enqueue")
+            .expect("no dedupe key");
+        if commit {
+            tx.commit().await.expect("commit");
+        } else {
+            tx.rollback().await.expect("rollback");
+        }
+        ids.push(id);
+    }
+    assert!(q.job(ids[0]).await.expect("read").is_none(), "rolled back");
+    assert_eq!(stored(&q, ids[1]).await.status, JobStatus::Queued);
+    assert_eq!(claim(&q, 10, at(0)).await, HashSet::from([ids[1]]));
+}
+
+/// A dedupe key blocks a second job while the first is queued or running (through a transaction or the
+/// queue), and is free again once the first is done or dead.
+pub async fn job_dedupe_key_blocks_until_done(store: Arc<dyn Store>) {
+    let q = store.job_queue();
+    let key = unique("dedupe");
+    let blocked = |what: &'static str| {
+        let (q, store, key) = (q.clone(), store.clone(), key.clone());
+        async move {
+            assert_eq!(
+                q.enqueue(&keyed_job(&key)).await.expect("enqueue"),
+                None,
+                "{what}"
+            );
+            let mut tx = begin(&store).await;
+            let r = tx
+                .enqueue_job(&keyed_job(&key))
+                .await
+                .expect("enqueue in tx");
+            assert_eq!(r, None, "{what}, in a transaction");
+        }
+    };
+    let mut tx = begin(&store).await;
+    let first = tx
+        .enqueue_job(&keyed_job(&key))
+        .await
+        .expect("enqueue")
+        .expect("new key");
+    tx.commit().await.expect("commit");
+    blocked("queued").await;
+    assert_eq!(claim(&q, 10, at(0)).await, HashSet::from([first]));
+    blocked("running").await;
+    q.complete(first).await.expect("complete");
+    assert_eq!(stored(&q, first).await.status, JobStatus::Done);
+
+    let second = enqueue(&q, &keyed_job(&key)).await;
+    assert_ne!(second, first);
+    assert_eq!(claim(&q, 10, at(0)).await, HashSet::from([second]));
+    q.fail(second, "gave up", None).await.expect("fail");
+    let third = enqueue(&q, &keyed_job(&key)).await;
+    assert!(
+        ![first, second].contains(&third),
+        "a fresh job after a dead one"
+    );
+}
+
+/// `claim` takes due jobs only (`run_at <= now`), highest priority first, then oldest, at most `limit`;
+/// a claimed job is running, leased and has one attempt.
+pub async fn job_claim_order_and_limit(store: Arc<dyn Store>) {
+    let q = store.job_queue();
+    let mut ids = Vec::new();
+    for (run_at, priority) in [(-30, 0), (-20, 0), (-10, 5), (30, 9), (-40, -1)] {
+        ids.push(enqueue(&q, &job(at(run_at), priority)).await);
+    }
+    let [old, newer, urgent, future, low] = ids[..] else {
+        unreachable!()
+    };
+    assert_eq!(claim(&q, 2, at(0)).await, HashSet::from([urgent, old]));
+    let j = stored(&q, urgent).await;
+    assert_eq!((j.status, j.attempts), (JobStatus::Running, 1));
+    assert_eq!(j.locked_until, Some(at(0) + chrono::Duration::seconds(60)));
+    assert_eq!(claim(&q, 10, at(0)).await, HashSet::from([newer, low]));
+    assert!(claim(&q, 10, at(29)).await.is_empty(), "not due yet");
+    assert_eq!(claim(&q, 10, at(30)).await, HashSet::from([future]));
+}
+
+/// A claimed job is not claimable again while its lease runs; once the lease lapses it is, with its
+/// attempts counted up. A completed job is never claimed again.
+pub async fn job_lease_lapses(store: Arc<dyn Store>) {
+    let q = store.job_queue();
+    let id = enqueue(&q, &job(at(0), 0)).await;
+    assert_eq!(claim(&q, 10, at(0)).await, HashSet::from([id]));
+    assert!(claim(&q, 10, at(30)).await.is_empty(), "leased");
+    assert_eq!(
+        claim(&q, 10, at(61)).await,
+        HashSet::from([id]),
+        "lease lapsed"
+    );
+    let j = stored(&q, id).await;
+    assert_eq!((j.status, j.attempts), (JobStatus::Running, 2));
+    assert_eq!(j.locked_until, Some(at(121)));
+    q.complete(id).await.expect("complete");
+    let j = stored(&q, id).await;
+    assert_eq!((j.status, j.locked_until), (JobStatus::Done, None));
+    assert!(
+        claim(&q, 10, at(100_000)).await.is_empty(),
+        "done jobs stay done"
+    );
+}
+
+/// `fail` with a retry time queues the job again at that time with the error recorded; `fail` without
+/// one makes it dead. `stats` counts every state along the way.
+pub async fn job_fail_retries_or_buries(store: Arc<dyn Store>) {
+    let q = store.job_queue();
+    let base = stats(&q).await;
+    let delta = |queued, running, done, dead| JobStats {
+        queued: base.queued + queued,
+        running: base.running + running,
+        done: base.done + done,
+        dead: base.dead + dead,
+    };
+    let (id, other) = (
+        enqueue(&q, &job(at(0), 1)).await,
+        enqueue(&q, &job(at(0), 0)).await,
+    );
+    assert_eq!(stats(&q).await, delta(2, 0, 0, 0));
+    assert_eq!(claim(&q, 10, at(0)).await, HashSet::from([id, other]));
+    assert_eq!(stats(&q).await, delta(0, 2, 0, 0));
+    q.complete(other).await.expect("complete");
+
+    q.fail(id, "timeout ⏱", Some(at(100))).await.expect("fail");
+    let j = stored(&q, id).await;
+    assert_eq!(
+        (j.status, j.run_at, j.last_error.as_deref(), j.locked_until),
+        (JobStatus::Queued, at(100), Some("timeout ⏱"), None)
+    );
+    assert_eq!(stats(&q).await, delta(1, 0, 1, 0));
+    assert!(claim(&q, 10, at(99)).await.is_empty(), "retry not due");
+    assert_eq!(claim(&q, 10, at(100)).await, HashSet::from([id]));
+    assert_eq!(stored(&q, id).await.attempts, 2);
+
+    q.fail(id, "fatal", None).await.expect("fail");
+    let j = stored(&q, id).await;
+    assert_eq!(
+        (j.status, j.last_error.as_deref()),
+        (JobStatus::Dead, Some("fatal"))
+    );
+    assert_eq!(stats(&q).await, delta(0, 0, 1, 1));
+    assert!(
+        claim(&q, 10, at(100_000)).await.is_empty(),
+        "dead jobs stay dead"
+    );
+}

@@ -1,0 +1,725 @@
+//! Cases on the storage port itself: transactions, constraints, orders, locking, round trips.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use evently_core::{
+    BookingStatus, Event, EventFilter, EventId, LockMode, Store, User, WaitlistStatus,
+};
+
+use super::fixtures::*;
+
+/// How a transaction under test ends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum End {
+    Commit,
+    Rollback,
+    Drop,
+}
+
+/// Commits a set of records, then in one transaction inserts a second set, updates every record of the
+/// first (and enqueues a job with a dedupe key), checks the transaction sees its own writes, and ends it
+/// as `end` says. Afterwards every write is visible (commit) or none is (rollback, drop).
+async fn transaction_outcome(store: Arc<dyn Store>, end: End) {
+    let mut base = one_of_each();
+    put(&store, &mut base).await;
+    let pairs = modified(&base);
+    let mut fresh = one_of_each();
+    let dedupe = unique("tx-job");
+
+    let mut tx = begin(&store).await;
+    for r in fresh.iter_mut() {
+        insert(&mut *tx, r).await.expect("insert");
+    }
+    for (_, m) in &pairs {
+        update(&mut *tx, m)
+            .await
+            .unwrap_or_else(|e| panic!("update {m:?}: {e:?}"));
+    }
+    let job = tx
+        .enqueue_job(&keyed_job(&dedupe))
+        .await
+        .expect("enqueue")
+        .expect("a new dedupe key is not deduplicated");
+    for r in fresh.iter().chain(pairs.iter().map(|(_, m)| m)) {
+        assert_eq!(fetch(&mut *tx, r).await.as_ref(), Some(r), "own write");
+    }
+    match end {
+        End::Commit => tx.commit().await.expect("commit"),
+        End::Rollback => tx.rollback().await.expect("rollback"),
+        End::Drop => drop(tx),
+    }
+
+    let mut tx = read(&store).await;
+    let committed = end == End::Commit;
+    for r in &fresh {
+        let want = committed.then_some(r);
+        assert_eq!(fetch(&mut *tx, r).await.as_ref(), want, "{end:?}: {r:?}");
+        assert_eq!(
+            fetch_indexed(&mut *tx, r).await.as_ref(),
+            want,
+            "{end:?}, indexed: {r:?}"
+        );
+    }
+    for (b, m) in &pairs {
+        let want = if committed { m } else { b };
+        assert_eq!(
+            fetch(&mut *tx, want).await.as_ref(),
+            Some(want),
+            "{end:?}: update"
+        );
+        assert_eq!(
+            fetch_indexed(&mut *tx, want).await.as_ref(),
+            Some(want),
+            "{end:?}, indexed: update"
+        );
+    }
+    drop(tx);
+    let queue = store.job_queue();
+    let stored = queue.job(job).await.expect("read job");
+    assert_eq!(stored.is_some(), committed, "{end:?}: enqueued job");
+    let again = queue.enqueue(&keyed_job(&dedupe)).await.expect("enqueue");
+    assert_eq!(
+        again.is_none(),
+        committed,
+        "{end:?}: dedupe key of a discarded job is free"
+    );
+}
+
+/// A transaction's writes of every kind (inserts, updates, a job) are visible to a new transaction once
+/// it commits.
+pub async fn commit_makes_writes_visible(store: Arc<dyn Store>) {
+    transaction_outcome(store, End::Commit).await;
+}
+
+/// [`Transaction::rollback`] discards every kind of write: users, events, bookings, waitlist entries,
+/// tickets, notifications, push subscriptions, jobs, and updates of existing records.
+pub async fn rollback_discards_every_write(store: Arc<dyn Store>) {
+    transaction_outcome(store, End::Rollback).await;
+}
+
+/// Dropping a transaction without commit discards every kind of write, as rollback does.
+pub async fn drop_without_commit_discards_every_write(store: Arc<dyn Store>) {
+    transaction_outcome(store, End::Drop).await;
+}
+
+/// Commits a user and an event of `capacity` seats.
+async fn seed(store: &Arc<dyn Store>, capacity: u32) -> (User, Event) {
+    let (u, e) = (user("seed"), event(capacity));
+    put(store, &mut [Rec::User(u.clone()), Rec::Event(e.clone())]).await;
+    (u, e)
+}
+
+/// A second user with a taken e-mail is a unique violation.
+pub async fn unique_user_email(store: Arc<dyn Store>) {
+    let (u, _) = seed(&store, 1).await;
+    let twin = User {
+        email: u.email.clone(),
+        ..user("twin")
+    };
+    refuse(&store, Rec::User(twin), Refusal::Unique, "taken e-mail").await;
+}
+
+/// A second booking with the same user and idempotency key is a unique violation; another user may use
+/// the same key.
+pub async fn unique_idempotency_key_per_user(store: Arc<dyn Store>) {
+    let (u, e) = seed(&store, 10).await;
+    let key = unique("key");
+    let keyed = |u: &User| evently_core::Booking {
+        idempotency_key: Some(key.clone()),
+        ..booking(u, &e, BookingStatus::Confirmed)
+    };
+    put(&store, &mut [Rec::Booking(keyed(&u))]).await;
+    refuse(
+        &store,
+        Rec::Booking(keyed(&u)),
+        Refusal::Unique,
+        "reused key",
+    )
+    .await;
+    let other = user("other");
+    let mut theirs = [Rec::User(other.clone()), Rec::Booking(keyed(&other))];
+    put(&store, &mut theirs).await;
+    let mut tx = read(&store).await;
+    assert_eq!(fetch(&mut *tx, &theirs[1]).await.as_ref(), Some(&theirs[1]));
+}
+
+/// A taken ticket number is a unique violation, across calls and within one call.
+pub async fn unique_ticket_number(store: Arc<dyn Store>) {
+    let (u, e) = seed(&store, 10).await;
+    let (b1, b2) = (
+        booking(&u, &e, BookingStatus::Confirmed),
+        booking(&u, &e, BookingStatus::Confirmed),
+    );
+    let number = unique("EVT");
+    let mut first = [
+        Rec::Booking(b1.clone()),
+        Rec::Booking(b2.clone()),
+        Rec::Tickets(vec![ticket(&b1, number.clone())]),
+    ];
+    put(&store, &mut first).await;
+    let dup = Rec::Tickets(vec![ticket(&b2, number)]);
+    refuse(&store, dup, Refusal::Unique, "taken ticket number").await;
+    let same = unique("EVT");
+    let twice = Rec::Tickets(vec![ticket(&b2, same.clone()), ticket(&b2, same)]);
+    refuse(&store, twice, Refusal::Unique, "one number twice in a call").await;
+}
+
+/// A user has at most one live (waiting or offered) waitlist entry per event; a left or expired entry
+/// does not block a new one, and other events are independent.
+pub async fn one_live_waitlist_entry_per_user_and_event(store: Arc<dyn Store>) {
+    let (u, e) = seed(&store, 10).await;
+    let mut first = [Rec::Entry(entry(&u, &e))];
+    put(&store, &mut first).await;
+    refuse(
+        &store,
+        Rec::Entry(entry(&u, &e)),
+        Refusal::Unique,
+        "second waiting entry",
+    )
+    .await;
+
+    // Offered is live too; once it expires a new entry is allowed.
+    let Rec::Entry(w) = &first[0] else {
+        unreachable!()
+    };
+    let offer = hold(&u, &e, at(1800));
+    let offered = evently_core::WaitlistEntry {
+        status: WaitlistStatus::Offered,
+        offer_booking_id: Some(offer.id),
+        offer_expires_at: offer.held_until,
+        notified_at: Some(at(0)),
+        ..w.clone()
+    };
+    let mut tx = begin(&store).await;
+    tx.insert_booking(&offer).await.expect("offer");
+    tx.update_waitlist_entry(&offered).await.expect("offered");
+    tx.commit().await.expect("commit");
+    refuse(
+        &store,
+        Rec::Entry(entry(&u, &e)),
+        Refusal::Unique,
+        "entry beside an offer",
+    )
+    .await;
+    set_entry_status(&store, &offered, WaitlistStatus::Expired).await;
+    let mut second = [Rec::Entry(entry(&u, &e))];
+    put(&store, &mut second).await;
+
+    let Rec::Entry(w2) = &second[0] else {
+        unreachable!()
+    };
+    set_entry_status(&store, w2, WaitlistStatus::Left).await;
+    let other = event(10);
+    let mut more = [
+        Rec::Entry(entry(&u, &e)),
+        Rec::Event(other.clone()),
+        Rec::Entry(entry(&u, &other)),
+    ];
+    put(&store, &mut more).await;
+    let mut tx = read(&store).await;
+    let live = tx
+        .live_waitlist_entry(e.id, u.id)
+        .await
+        .expect("live entry");
+    assert_eq!(live.map(Rec::Entry).as_ref(), Some(&more[0]));
+}
+
+async fn set_entry_status(
+    store: &Arc<dyn Store>,
+    w: &evently_core::WaitlistEntry,
+    to: WaitlistStatus,
+) {
+    let mut tx = begin(store).await;
+    let next = evently_core::WaitlistEntry {
+        status: to,
+        ..w.clone()
+    };
+    tx.update_waitlist_entry(&next).await.expect("update entry");
+    tx.commit().await.expect("commit");
+}
+
+/// Bookings and waitlist entries for unknown users or events, and tickets for unknown bookings, are
+/// foreign-key violations.
+pub async fn foreign_keys_are_enforced(store: Arc<dyn Store>) {
+    let (u, e) = seed(&store, 10).await;
+    let (ghost, nowhere) = (user("ghost"), event(10));
+    let fk = Refusal::ForeignKey;
+    let cases = [
+        (
+            Rec::Booking(booking(&ghost, &e, BookingStatus::Confirmed)),
+            "booking of an unknown user",
+        ),
+        (
+            Rec::Booking(booking(&u, &nowhere, BookingStatus::Confirmed)),
+            "booking of an unknown event",
+        ),
+        (
+            Rec::Entry(entry(&ghost, &e)),
+            "waitlist entry of an unknown user",
+        ),
+        (
+            Rec::Entry(entry(&u, &nowhere)),
+            "waitlist entry of an unknown event",
+        ),
+        (
+            Rec::Tickets(vec![ticket(
+                &booking(&u, &e, BookingStatus::Confirmed),
+                unique("EVT"),
+            )]),
+            "ticket of an unknown booking",
+        ),
+    ];
+    for (r, what) in cases {
+        refuse(&store, r, fk, what).await;
+    }
+}
+
+/// `update_event` with more seats held and confirmed than the capacity is a check violation, and
+/// nothing of it is written.
+pub async fn update_event_over_capacity_is_refused(store: Arc<dyn Store>) {
+    let (_, e) = seed(&store, 10).await;
+    let over = Event {
+        seats_held: 6,
+        seats_confirmed: 5,
+        name: "Oversold".into(),
+        version: e.version + 1,
+        ..e.clone()
+    };
+    {
+        let mut tx = begin(&store).await;
+        assert_refused(
+            tx.update_event(&over).await,
+            Refusal::Check,
+            "11 seats of 10",
+        );
+    }
+    let mut tx = read(&store).await;
+    let stored = tx.event(e.id, LockMode::None).await.expect("read event");
+    assert_eq!(stored, Some(e));
+}
+
+/// `list_events` orders by `starts_at`, then id, and applies `active_only`, `category`, `starts_after`
+/// (inclusive), `limit` and `offset`.
+pub async fn list_events_orders_filters_and_pages(store: Arc<dyn Store>) {
+    let cat = unique("list");
+    let ev = |day: i64, active: bool| Event {
+        category: cat.clone(),
+        starts_at: at(day * 86_400),
+        ends_at: at(day * 86_400 + 3600),
+        active,
+        ..event(10)
+    };
+    // Two events at the same time, inserted with the larger id first.
+    let (mut tie_a, mut tie_b) = (ev(1, true), ev(1, true));
+    if tie_a.id > tie_b.id {
+        std::mem::swap(&mut tie_a.id, &mut tie_b.id);
+    }
+    let (late, inactive, elsewhere) = (
+        ev(3, true),
+        ev(2, false),
+        Event {
+            category: unique("x"),
+            ..ev(0, true)
+        },
+    );
+    let mut all = [&late, &tie_b, &inactive, &tie_a, &elsewhere].map(|e| Rec::Event(e.clone()));
+    put(&store, &mut all).await;
+
+    let mut tx = read(&store).await;
+    let filter = EventFilter {
+        active_only: false,
+        category: Some(cat.clone()),
+        starts_after: None,
+        limit: 100,
+        offset: 0,
+    };
+    let cases = [
+        (filter.clone(), vec![&tie_a, &tie_b, &inactive, &late]),
+        (
+            EventFilter {
+                active_only: true,
+                ..filter.clone()
+            },
+            vec![&tie_a, &tie_b, &late],
+        ),
+        (
+            EventFilter {
+                starts_after: Some(inactive.starts_at),
+                ..filter.clone()
+            },
+            vec![&inactive, &late],
+        ),
+        (
+            EventFilter {
+                limit: 2,
+                offset: 1,
+                ..filter.clone()
+            },
+            vec![&tie_b, &inactive],
+        ),
+        (
+            EventFilter {
+                offset: 4,
+                ..filter.clone()
+            },
+            vec![],
+        ),
+    ];
+    for (f, want) in cases {
+        let got = tx.list_events(&f).await.expect("list events");
+        let want: Vec<Event> = want.into_iter().cloned().collect();
+        assert_eq!(got, want, "{f:?}");
+    }
+}
+
+/// `bookings_for_user` is newest first; `bookings_for_event` is oldest first; each lists only its own.
+pub async fn bookings_list_in_order(store: Arc<dyn Store>) {
+    let (u, e1) = seed(&store, 100).await;
+    let (other, e2) = (user("other"), event(100));
+    let made = |who: &User, e: &Event, secs: i64| evently_core::Booking {
+        created_at: at(secs),
+        updated_at: at(secs),
+        ..booking(who, e, BookingStatus::Confirmed)
+    };
+    let (b1, b2, b3, b4) = (
+        made(&u, &e1, 0),
+        made(&u, &e2, 10),
+        made(&u, &e1, 5),
+        made(&other, &e1, 7),
+    );
+    let mut recs = [
+        Rec::User(other.clone()),
+        Rec::Event(e2.clone()),
+        Rec::Booking(b3.clone()),
+        Rec::Booking(b1.clone()),
+        Rec::Booking(b4.clone()),
+        Rec::Booking(b2.clone()),
+    ];
+    put(&store, &mut recs).await;
+    let mut tx = read(&store).await;
+    assert_eq!(
+        tx.bookings_for_user(u.id).await.expect("by user"),
+        vec![b2, b3.clone(), b1.clone()]
+    );
+    assert_eq!(
+        tx.bookings_for_event(e1.id).await.expect("by event"),
+        vec![b1, b3, b4]
+    );
+}
+
+/// Waitlist entries get strictly increasing `seq` numbers (across events too) and `waitlist` lists them
+/// in `seq` order, filtered by status, whatever their join times.
+pub async fn waitlist_in_seq_order(store: Arc<dyn Store>) {
+    let (_, e) = seed(&store, 10).await;
+    let other = event(10);
+    let users: Vec<User> = (0..4).map(|i| user(&format!("w{i}"))).collect();
+    let mut recs: Vec<Rec> = users.iter().map(|u| Rec::User(u.clone())).collect();
+    recs.push(Rec::Event(other.clone()));
+    for (i, u) in users.iter().enumerate() {
+        let target = if i == 2 { &other } else { &e };
+        recs.push(Rec::Entry(evently_core::WaitlistEntry {
+            // Later joiners get earlier join times: the order must come from seq.
+            joined_at: at(-(i as i64) * 60),
+            ..entry(u, target)
+        }));
+    }
+    put(&store, &mut recs).await;
+    let entries: Vec<evently_core::WaitlistEntry> = recs
+        .iter()
+        .filter_map(|r| match r {
+            Rec::Entry(w) => Some(w.clone()),
+            _ => None,
+        })
+        .collect();
+    assert!(
+        entries.windows(2).all(|p| p[0].seq < p[1].seq),
+        "seq not increasing: {entries:?}"
+    );
+    set_entry_status(&store, &entries[1], WaitlistStatus::Left).await;
+
+    let mut tx = read(&store).await;
+    let waiting = tx
+        .waitlist(e.id, &[WaitlistStatus::Waiting])
+        .await
+        .expect("waitlist");
+    assert_eq!(waiting, vec![entries[0].clone(), entries[3].clone()]);
+    let both = tx
+        .waitlist(e.id, &[WaitlistStatus::Waiting, WaitlistStatus::Left])
+        .await
+        .expect("waitlist");
+    let ids: Vec<_> = both.iter().map(|w| w.id).collect();
+    assert_eq!(ids, vec![entries[0].id, entries[1].id, entries[3].id]);
+    assert!(
+        tx.waitlist(e.id, &[WaitlistStatus::Offered])
+            .await
+            .expect("waitlist")
+            .is_empty()
+    );
+}
+
+/// `expired_holds` returns only held bookings of the event with `held_until <= now`, earliest first, at
+/// most `limit`.
+pub async fn expired_holds_earliest_first(store: Arc<dyn Store>) {
+    let (u, e) = seed(&store, 100).await;
+    let other = event(100);
+    let now = at(0);
+    let (h3, h1, h0, future) = (
+        hold(&u, &e, at(-3)),
+        hold(&u, &e, at(-1)),
+        hold(&u, &e, now),
+        hold(&u, &e, at(1)),
+    );
+    let cancelled = evently_core::Booking {
+        status: BookingStatus::Cancelled,
+        ..hold(&u, &e, at(-10))
+    };
+    let mut recs = vec![Rec::Event(other.clone())];
+    recs.extend(
+        [
+            &h1,
+            &future,
+            &h0,
+            &cancelled,
+            &h3,
+            &hold(&u, &other, at(-100)),
+        ]
+        .map(|b| Rec::Booking(b.clone())),
+    );
+    put(&store, &mut recs).await;
+
+    let mut tx = read(&store).await;
+    let got = tx
+        .expired_holds(e.id, now, 10)
+        .await
+        .expect("expired holds");
+    assert_eq!(got, vec![h3.clone(), h1.clone(), h0]);
+    let got = tx.expired_holds(e.id, now, 2).await.expect("expired holds");
+    assert_eq!(got, vec![h3, h1]);
+    let none = tx
+        .expired_holds(e.id, at(-4), 10)
+        .await
+        .expect("expired holds");
+    assert!(none.is_empty(), "{none:?}");
+}
+
+/// `events_with_expired_holds` lists the events having a held booking with `held_until <= now`, at most
+/// `limit`, and forgets an event once its holds are no longer held.
+pub async fn events_with_expired_holds_lists_due_events(store: Arc<dyn Store>) {
+    let (u, _) = seed(&store, 100).await;
+    let (due1, due2, later, sold) = (event(10), event(10), event(10), event(10));
+    let h1 = hold(&u, &due1, at(-5));
+    let mut recs = vec![
+        Rec::Event(due1.clone()),
+        Rec::Event(due2.clone()),
+        Rec::Event(later.clone()),
+        Rec::Event(sold.clone()),
+        Rec::Booking(h1.clone()),
+        Rec::Booking(hold(&u, &due2, at(0))),
+        Rec::Booking(hold(&u, &later, at(1))),
+        Rec::Booking(booking(&u, &sold, BookingStatus::Confirmed)),
+    ];
+    put(&store, &mut recs).await;
+    let due_ids = |v: Vec<EventId>| v.into_iter().collect::<HashSet<_>>();
+
+    let mut tx = read(&store).await;
+    let got = tx
+        .events_with_expired_holds(at(0), 10)
+        .await
+        .expect("due events");
+    assert_eq!(due_ids(got), HashSet::from([due1.id, due2.id]));
+    let one = tx
+        .events_with_expired_holds(at(0), 1)
+        .await
+        .expect("due events");
+    assert_eq!(one.len(), 1, "limit 1: {one:?}");
+    drop(tx);
+
+    let mut tx = begin(&store).await;
+    let expired = evently_core::Booking {
+        status: BookingStatus::Expired,
+        held_until: None,
+        updated_at: at(1),
+        ..h1
+    };
+    tx.update_booking(&expired).await.expect("expire");
+    tx.commit().await.expect("commit");
+    let mut tx = read(&store).await;
+    let got = tx
+        .events_with_expired_holds(at(0), 10)
+        .await
+        .expect("due events");
+    assert_eq!(due_ids(got), HashSet::from([due2.id]));
+}
+
+/// Reading an event `ForUpdate` serialises: 50 concurrent read-modify-write transactions (read the
+/// counter, sleep, write it plus one, commit) leave the counter at exactly 50.
+pub async fn for_update_serialises_read_modify_write(store: Arc<dyn Store>) {
+    let (_, e) = seed(&store, 1_000).await;
+    let tasks: Vec<_> = (0..50)
+        .map(|_| {
+            let store = store.clone();
+            tokio::spawn(async move { retry_transient(|| increment(&store, e.id)).await })
+        })
+        .collect();
+    for t in tasks {
+        t.await.expect("task panicked");
+    }
+    let mut tx = read(&store).await;
+    let stored = tx
+        .event(e.id, LockMode::None)
+        .await
+        .expect("read")
+        .expect("event");
+    assert_eq!(stored.seats_confirmed, 50, "lost updates");
+}
+
+async fn increment(store: &Arc<dyn Store>, id: EventId) -> Result<(), evently_core::StoreError> {
+    let mut tx = store.begin().await?;
+    let mut e = tx
+        .event(id, LockMode::ForUpdate)
+        .await?
+        .expect("event exists");
+    tokio::time::sleep(std::time::Duration::from_millis(3)).await;
+    e.seats_confirmed += 1;
+    e.version += 1;
+    tx.update_event(&e).await?;
+    tx.commit().await
+}
+
+/// Every field of every record kind survives a write and a read unchanged, through the primary and the
+/// secondary lookups; so do a queued job's fields.
+pub async fn records_round_trip(store: Arc<dyn Store>) {
+    let mut recs = one_of_each();
+    put(&store, &mut recs).await;
+    let mut tx = read(&store).await;
+    for r in &recs {
+        assert_eq!(fetch(&mut *tx, r).await.as_ref(), Some(r));
+        assert_eq!(fetch_indexed(&mut *tx, r).await.as_ref(), Some(r));
+    }
+    drop(tx);
+    let new = evently_core::NewJob {
+        priority: -7,
+        max_attempts: 11,
+        dedupe_key: Some(unique("round-trip")),
+        ..job(at(42), 0)
+    };
+    let queue = store.job_queue();
+    let id = queue
+        .enqueue(&new)
+        .await
+        .expect("enqueue")
+        .expect("new job");
+    let j = queue.job(id).await.expect("read job").expect("job");
+    assert_eq!(
+        (j.id, &j.payload, j.priority, j.status, j.run_at, j.attempts),
+        (
+            id,
+            &new.payload,
+            new.priority,
+            evently_core::JobStatus::Queued,
+            new.run_at,
+            0
+        )
+    );
+    assert_eq!(
+        (j.max_attempts, &j.dedupe_key, &j.last_error, j.locked_until),
+        (new.max_attempts, &new.dedupe_key, &None, None)
+    );
+}
+
+/// `mark_notification_sent` sets `sent_at` once (true), then refuses (false); `notifications_for_user`
+/// is newest first and respects its limit.
+pub async fn notification_marked_sent_once(store: Arc<dyn Store>) {
+    let (u, _) = seed(&store, 1).await;
+    let (n0, n1, n2) = (
+        notification(&u, at(0)),
+        notification(&u, at(1)),
+        notification(&u, at(2)),
+    );
+    let mut recs = [&n1, &n0, &n2].map(|n| Rec::Notification(n.clone()));
+    put(&store, &mut recs).await;
+
+    for expected in [true, false] {
+        let mut tx = begin(&store).await;
+        let marked = tx.mark_notification_sent(n0.id, at(5)).await.expect("mark");
+        assert_eq!(marked, expected, "mark sent");
+        tx.commit().await.expect("commit");
+    }
+    let mut tx = read(&store).await;
+    let stored = tx
+        .notification(n0.id)
+        .await
+        .expect("read")
+        .expect("notification");
+    assert_eq!(stored.sent_at, Some(at(5)));
+    let newest = tx.notifications_for_user(u.id, 2).await.expect("list");
+    assert_eq!(newest, vec![n2, n1]);
+}
+
+/// `upsert_push_subscription` replaces the keys and owner of the subscription with the same endpoint;
+/// `delete_push_subscription` returns true once, then false, and a rolled-back delete keeps it.
+pub async fn push_subscription_upsert_and_delete(store: Arc<dyn Store>) {
+    let (alice, _) = seed(&store, 1).await;
+    let bob = user("bob");
+    let endpoint = format!("https://push.example/{}", unique("ep"));
+    let first = push(&alice, &endpoint);
+    put(&store, &mut [Rec::User(bob.clone()), Rec::Push(first)]).await;
+    let moved = evently_core::PushSubscription {
+        p256dh: "BMoved".into(),
+        auth: "moved-auth".into(),
+        ..push(&bob, &endpoint)
+    };
+    put(&store, &mut [Rec::Push(moved.clone())]).await;
+
+    let mut tx = read(&store).await;
+    assert!(
+        tx.push_subscriptions_for_user(alice.id)
+            .await
+            .expect("list")
+            .is_empty()
+    );
+    let bobs = tx.push_subscriptions_for_user(bob.id).await.expect("list");
+    let keys: Vec<_> = bobs
+        .iter()
+        .map(|s| {
+            (
+                s.user_id,
+                s.endpoint.as_str(),
+                s.p256dh.as_str(),
+                s.auth.as_str(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        keys,
+        vec![(bob.id, endpoint.as_str(), "BMoved", "moved-auth")]
+    );
+    drop(tx);
+
+    {
+        let mut tx = begin(&store).await;
+        assert!(
+            tx.delete_push_subscription(&endpoint)
+                .await
+                .expect("delete")
+        );
+    }
+    for expected in [true, false] {
+        let mut tx = begin(&store).await;
+        assert_eq!(
+            tx.delete_push_subscription(&endpoint)
+                .await
+                .expect("delete"),
+            expected
+        );
+        tx.commit().await.expect("commit");
+    }
+    let mut tx = read(&store).await;
+    assert!(
+        tx.push_subscriptions_for_user(bob.id)
+            .await
+            .expect("list")
+            .is_empty()
+    );
+}
