@@ -1,0 +1,230 @@
+//! The durable job queue in the `jobs` table. Claims take rows with `FOR UPDATE SKIP LOCKED`, so
+//! workers in any number of processes claim disjoint jobs without waiting for each other.
+
+use std::future::Future;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use evently_core::ports::JobStats;
+use evently_core::{Job, JobId, JobQueue, JobStatus, NewJob, StoreError};
+use sqlx::Row;
+use sqlx::types::Json;
+
+use super::PostgresStore;
+use super::codec::{self, clamp_far_future, json_payload};
+use super::error::{Phase, classify, corrupt, timed_out};
+use super::tx::{Q, row_id};
+
+type R<T> = Result<T, StoreError>;
+
+/// Attempts of a single-statement queue operation that fails transiently (a pooled connection the
+/// server closed, a deadlock); every operation here is safe to repeat.
+const ATTEMPTS: u32 = 3;
+
+/// The insert of a new queued job with identifier `id` and the JSON of its payload. It inserts nothing
+/// (zero rows affected) when a queued or running job already has the same dedupe key.
+pub(crate) fn insert_job<'q>(job: &'q NewJob, id: JobId, payload: &'q serde_json::Value) -> Q<'q> {
+    sqlx::query(
+        "INSERT INTO jobs (id, kind, payload, priority, status, run_at, attempts, max_attempts, \
+         dedupe_key, last_error, locked_until, created_at) \
+         VALUES ($1, $2, $3, $4, 'queued', $5, 0, $6, $7, NULL, NULL, $5) \
+         ON CONFLICT (dedupe_key) WHERE status IN ('queued', 'running') DO NOTHING",
+    )
+    .bind(id.0)
+    .bind(job.payload.kind())
+    .bind(Json(payload))
+    .bind(job.priority)
+    // Like the in-memory queue, a job counts as created when it is first due.
+    .bind(job.run_at)
+    .bind(i64::from(job.max_attempts))
+    .bind(job.dedupe_key.as_deref())
+}
+
+fn missing_job() -> StoreError {
+    StoreError::Backend {
+        message: "job does not exist".into(),
+    }
+}
+
+impl PostgresStore {
+    /// Runs a single-statement operation with the client-side deadline, again while it fails
+    /// transiently (at most [`ATTEMPTS`] times).
+    async fn autocommit<T, F, Fut>(&self, what: &'static str, mut op: F) -> R<T>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<T, sqlx::Error>>,
+    {
+        let mut attempt = 1;
+        loop {
+            let result = match tokio::time::timeout(self.deadline, op()).await {
+                Ok(Ok(v)) => return Ok(v),
+                Ok(Err(e)) => classify(e, Phase::Statement),
+                Err(_) => timed_out(what, Phase::Statement),
+            };
+            if !result.is_transient() || attempt >= ATTEMPTS {
+                return Err(result);
+            }
+            tracing::debug!(backend = "postgres", operation = what, attempt, error = %result, "retrying");
+            tokio::time::sleep(Duration::from_millis(5 << attempt)).await;
+            attempt += 1;
+        }
+    }
+}
+
+#[async_trait]
+impl JobQueue for PostgresStore {
+    async fn enqueue(&self, job: &NewJob) -> R<Option<JobId>> {
+        let id = JobId::new();
+        let payload = json_payload(&job.payload)?;
+        let done = self
+            .autocommit("enqueue", || {
+                insert_job(job, id, &payload).execute(&self.pool)
+            })
+            .await;
+        let enqueued = match done {
+            Ok(done) => done.rows_affected() > 0,
+            // A retry after an attempt whose answer was lost but which did commit: the job is there.
+            Err(StoreError::UniqueViolation { constraint }) if constraint == "jobs_pkey" => true,
+            Err(e) => return Err(e),
+        };
+        tracing::debug!(backend = "postgres", job_id = %id, kind = job.payload.kind(), enqueued, "enqueue job");
+        Ok(enqueued.then_some(id))
+    }
+
+    async fn claim(&self, limit: u32, now: DateTime<Utc>, lease: Duration) -> R<Vec<Job>> {
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        let until = clamp_far_future(
+            chrono::Duration::from_std(lease)
+                .ok()
+                .and_then(|d| now.checked_add_signed(d)),
+        );
+        // One statement: pick due jobs, skipping rows another worker has locked, and lease them.
+        let sql = format!(
+            "WITH picked AS ( \
+                 SELECT id FROM jobs \
+                 WHERE (status = 'queued' AND run_at <= $2) \
+                    OR (status = 'running' AND locked_until <= $2) \
+                 ORDER BY priority DESC, run_at, id \
+                 LIMIT $3 \
+                 FOR UPDATE SKIP LOCKED) \
+             UPDATE jobs SET status = 'running', attempts = jobs.attempts + 1, locked_until = $1 \
+             FROM picked WHERE jobs.id = picked.id \
+             RETURNING {}",
+            codec::JOB_COLUMNS
+                .split(", ")
+                .map(|c| format!("jobs.{c}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+        let rows = self
+            .autocommit("claim", || {
+                sqlx::query(&sql)
+                    .bind(until)
+                    .bind(now)
+                    .bind(i64::from(limit))
+                    .fetch_all(&self.pool)
+            })
+            .await?;
+        let mut jobs = Vec::with_capacity(rows.len());
+        for row in &rows {
+            match codec::job(row) {
+                Ok(job) => jobs.push(job),
+                Err(e) => {
+                    // A job that cannot be read back must not jam the queue: it is dead, with the reason.
+                    let id = row_id(row)?;
+                    tracing::error!(backend = "postgres", job_id = %id, error = %e, "undecodable job marked dead");
+                    let reason = e.to_string();
+                    self.autocommit("mark job dead", || {
+                        sqlx::query(
+                            "UPDATE jobs SET status = 'dead', locked_until = NULL, last_error = $1 \
+                             WHERE id = $2",
+                        )
+                        .bind(reason.as_str())
+                        .bind(id)
+                        .execute(&self.pool)
+                    })
+                    .await?;
+                }
+            }
+        }
+        // RETURNING gives no order; hand jobs out in claim order.
+        jobs.sort_by(|a, b| (b.priority, a.run_at, a.id).cmp(&(a.priority, b.run_at, b.id)));
+        tracing::debug!(backend = "postgres", claimed = jobs.len(), "claim jobs");
+        Ok(jobs)
+    }
+
+    async fn complete(&self, id: JobId) -> R<()> {
+        let done = self
+            .autocommit("complete job", || {
+                sqlx::query("UPDATE jobs SET status = 'done', locked_until = NULL WHERE id = $1")
+                    .bind(id.0)
+                    .execute(&self.pool)
+            })
+            .await?;
+        match done.rows_affected() {
+            0 => Err(missing_job()),
+            _ => Ok(()),
+        }
+    }
+
+    async fn fail(&self, id: JobId, error: &str, retry_at: Option<DateTime<Utc>>) -> R<()> {
+        let done = self
+            .autocommit("fail job", || {
+                sqlx::query(
+                    "UPDATE jobs SET last_error = $1, locked_until = NULL, \
+                     status = CASE WHEN $2::timestamptz IS NULL THEN 'dead' ELSE 'queued' END, \
+                     run_at = COALESCE($2, run_at) WHERE id = $3",
+                )
+                .bind(error)
+                .bind(retry_at)
+                .bind(id.0)
+                .execute(&self.pool)
+            })
+            .await?;
+        tracing::debug!(backend = "postgres", job_id = %id, retry = retry_at.is_some(), "job failed");
+        match done.rows_affected() {
+            0 => Err(missing_job()),
+            _ => Ok(()),
+        }
+    }
+
+    async fn job(&self, id: JobId) -> R<Option<Job>> {
+        let sql = format!("SELECT {} FROM jobs WHERE id = $1", codec::JOB_COLUMNS);
+        let row = self
+            .autocommit("read job", || {
+                sqlx::query(&sql).bind(id.0).fetch_optional(&self.pool)
+            })
+            .await?;
+        row.as_ref().map(codec::job).transpose()
+    }
+
+    async fn stats(&self) -> R<JobStats> {
+        let rows = self
+            .autocommit("job stats", || {
+                sqlx::query("SELECT status, COUNT(*) AS n FROM jobs GROUP BY status")
+                    .fetch_all(&self.pool)
+            })
+            .await?;
+        let mut stats = JobStats::default();
+        for row in &rows {
+            let status: String = row
+                .try_get("status")
+                .map_err(|e| classify(e, Phase::Statement))?;
+            let n: i64 = row
+                .try_get("n")
+                .map_err(|e| classify(e, Phase::Statement))?;
+            let n = u64::try_from(n).map_err(|_| corrupt(format!("job count {n}")))?;
+            match JobStatus::parse(&status) {
+                Some(JobStatus::Queued) => stats.queued += n,
+                Some(JobStatus::Running) => stats.running += n,
+                Some(JobStatus::Done) => stats.done += n,
+                Some(JobStatus::Dead) => stats.dead += n,
+                None => return Err(corrupt(format!("unknown job status {status:?}"))),
+            }
+        }
+        Ok(stats)
+    }
+}

@@ -1,0 +1,215 @@
+//! The PostgreSQL store.
+//!
+//! # Design
+//!
+//! - **Seat accounting across processes.** [`LockMode::ForUpdate`](evently_core::LockMode) is
+//!   `SELECT … FOR UPDATE`: the event's row lock is held until the transaction ends, in the same
+//!   transaction as the booking insert and the counter update, so any number of engine processes
+//!   sharing the database never oversell. Write transactions run at READ COMMITTED, so the row a
+//!   waiter gets once the lock is free is the one the previous holder committed, and every later
+//!   statement sees that holder's bookings. The `events_seats_within_capacity` CHECK is the last line
+//!   of defence.
+//! - **Read transactions** ([`Store::begin_read`]) run `REPEATABLE READ READ ONLY`: one snapshot
+//!   for all their statements, no locks, never a serialization failure.
+//! - **Everything is bounded in time.** The pool waits at most
+//!   [`PostgresConfig::acquire_timeout`] for a connection; every connection runs with the server-side
+//!   `statement_timeout` (which also bounds lock waits) and an `idle_in_transaction_session_timeout`
+//!   of twice that, so a stuck client cannot hold an event's lock for long; and the client gives up on
+//!   any round trip a second after the statement timeout, closing that connection.
+//! - **Rollback on drop.** A transaction dropped without commit queues a `ROLLBACK`, which the pool
+//!   sends before the connection is reused. Connections in an unknown state are closed.
+//! - **Errors** are classified in one place (`error.rs`): constraint violations carry the schema's
+//!   constraint names; serialization failures, deadlocks and connections lost before `COMMIT` are
+//!   [`StoreError::Transient`] (the engine retries the whole transaction with bounded backoff); a lost
+//!   `COMMIT`, a statement timeout or an exhausted pool are [`StoreError::Unavailable`].
+//! - **Schema.** Migrations in `migrations/postgres` are embedded and applied at open (unless
+//!   [`PostgresConfig::run_migrations`] is off) or by [`PostgresStore::migrate`]; sqlx takes an
+//!   advisory lock, so processes starting together apply them once. Native types throughout: uuid,
+//!   timestamptz, bigint, jsonb, text with CHECKs.
+//! - **Write-behind.** With [`PostgresConfig::defer_writes`] (the default), writes whose answer the
+//!   caller does not need (booking, ticket, notification and job inserts; event, booking and
+//!   waitlist updates) wait and are sent together as one statement before the transaction's next
+//!   read or its commit: a batch of bookings under one event lock costs one round trip for all its
+//!   writes. A constraint violation of such a write is reported, with its kind and constraint name,
+//!   by the call that sent it (the next read, or `commit`), and the transaction is rolled back.
+//! - **Job queue.** Claims are one `UPDATE … FROM (SELECT … FOR UPDATE SKIP LOCKED)` statement.
+
+mod batch;
+mod codec;
+mod config;
+mod error;
+mod jobs;
+#[cfg(feature = "testing")]
+pub mod testing;
+mod tx;
+
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use evently_core::{JobQueue, Store, StoreError, Transaction};
+use sqlx::migrate::Migrator;
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
+
+pub use self::config::{PostgresConfig, PostgresConfigError, env};
+use self::error::{Phase, classify, classify_migrate, timed_out};
+use self::tx::{Access, PgTx};
+
+type R<T> = Result<T, StoreError>;
+
+/// The schema migrations (`migrations/postgres`), embedded at build time.
+pub static MIGRATOR: Migrator = sqlx::migrate!("../migrations/postgres");
+
+/// How much longer than the server's statement timeout the client waits for an answer.
+const CLIENT_MARGIN: Duration = Duration::from_secs(1);
+
+/// The PostgreSQL store. Clones share the same pool.
+///
+/// ```no_run
+/// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+/// use std::sync::Arc;
+/// use evently_storage::{PostgresConfig, PostgresStore};
+///
+/// let store = PostgresStore::open(PostgresConfig::from_env()?).await?;
+/// let engine = evently_core::Evently::builder().store(Arc::new(store)).build()?;
+/// # drop(engine);
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct PostgresStore {
+    pool: PgPool,
+    /// Client-side bound on one round trip.
+    deadline: Duration,
+    /// [`PostgresConfig::defer_writes`].
+    defer_writes: bool,
+    /// A test database dropped with the last clone of the store (declared last: dropped after the pool).
+    #[cfg(feature = "testing")]
+    test_database: Option<Arc<testing::TestDatabase>>,
+}
+
+impl std::fmt::Debug for PostgresStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let opts = self.pool.connect_options();
+        f.debug_struct("PostgresStore")
+            .field("host", &opts.get_host())
+            .field("port", &opts.get_port())
+            .field("database", &opts.get_database())
+            .field(
+                "max_connections",
+                &self.pool.options().get_max_connections(),
+            )
+            .finish()
+    }
+}
+
+impl PostgresStore {
+    /// Connects to `config.url` (opening `config.min_connections` right away and at least one to check
+    /// the server answers) and applies the migrations when `config.run_migrations` is set.
+    ///
+    /// Fails with [`StoreError::Backend`] for an invalid configuration or URL, and with
+    /// [`StoreError::Unavailable`] when the server cannot be reached within `acquire_timeout`.
+    #[tracing::instrument(name = "postgres_open", skip_all)]
+    pub async fn open(config: PostgresConfig) -> R<PostgresStore> {
+        config.validate().map_err(|e| StoreError::Backend {
+            message: format!("invalid PostgreSQL configuration: {e}"),
+        })?;
+        let options = PgConnectOptions::from_str(&config.url).map_err(|e| StoreError::Backend {
+            message: format!("invalid PostgreSQL URL: {e}"),
+        })?;
+        let statement_ms = config.statement_timeout.as_millis().max(1);
+        let idle_ms = statement_ms.saturating_mul(2);
+        let options = options.application_name("evently").options([
+            ("statement_timeout", statement_ms.to_string()),
+            ("idle_in_transaction_session_timeout", idle_ms.to_string()),
+        ]);
+        let pool = PgPoolOptions::new()
+            .max_connections(config.max_connections)
+            .min_connections(config.min_connections)
+            .acquire_timeout(config.acquire_timeout)
+            // A connection the server closed is found by its first statement, which fails
+            // transiently, and the engine retries on another; pinging before every use would cost a
+            // round trip per transaction.
+            .test_before_acquire(false)
+            .connect_lazy_with(options);
+        let store = PostgresStore {
+            pool,
+            deadline: config.statement_timeout + CLIENT_MARGIN,
+            defer_writes: config.defer_writes,
+            #[cfg(feature = "testing")]
+            test_database: None,
+        };
+        store.ping_with(Phase::Acquire).await.map_err(|e| match e {
+            StoreError::Transient { message } => StoreError::Unavailable { message },
+            other => other,
+        })?;
+        if config.run_migrations {
+            store.migrate().await?;
+        }
+        tracing::info!(backend = "postgres", store = ?store, "PostgreSQL store open");
+        Ok(store)
+    }
+
+    /// Applies the embedded migrations that have not run yet. Safe to call from several processes at
+    /// once: sqlx serialises them with an advisory lock.
+    pub async fn migrate(&self) -> R<()> {
+        // Migrations may take longer than one statement: bounded by the pool's own timeouts only.
+        MIGRATOR.run(&self.pool).await.map_err(classify_migrate)?;
+        tracing::debug!(backend = "postgres", "migrations applied");
+        Ok(())
+    }
+
+    /// The connection pool, for queries of your own against the same database.
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
+    /// Closes every connection, waiting for transactions in progress to end. Later calls fail with
+    /// [`StoreError::Unavailable`].
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+
+    async fn ping_with(&self, phase: Phase) -> R<()> {
+        match tokio::time::timeout(self.deadline, sqlx::query("SELECT 1").execute(&self.pool)).await
+        {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(e)) => Err(classify(e, phase)),
+            Err(_) => Err(timed_out("ping", phase)),
+        }
+    }
+
+    async fn begin_with(&self, access: Access) -> R<Box<dyn Transaction>> {
+        let conn = self
+            .pool
+            .acquire()
+            .await
+            .map_err(|e| classify(e, Phase::Acquire))?;
+        Ok(Box::new(
+            PgTx::begin(conn, access, self.deadline, self.defer_writes).await?,
+        ))
+    }
+}
+
+#[async_trait]
+impl Store for PostgresStore {
+    async fn begin(&self) -> R<Box<dyn Transaction>> {
+        self.begin_with(Access::Write).await
+    }
+
+    async fn begin_read(&self) -> R<Box<dyn Transaction>> {
+        self.begin_with(Access::Read).await
+    }
+
+    fn job_queue(&self) -> Arc<dyn JobQueue> {
+        Arc::new(self.clone())
+    }
+
+    fn backend(&self) -> &'static str {
+        "postgres"
+    }
+
+    async fn ping(&self) -> R<()> {
+        self.ping_with(Phase::Statement).await
+    }
+}
