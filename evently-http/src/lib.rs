@@ -1,1 +1,198 @@
-pub fn x() {}
+//! # evently-http
+//!
+//! The reference HTTP server of Evently: an [axum] [`Router`] over the booking engine, to run as the
+//! `evently` binary or to mount in your own application.
+//!
+//! [`app`] takes an [`AppState`] (an [`Evently`] engine plus [`AuthSettings`]) and returns a
+//! `Router` with its state applied, so it can be nested under a prefix or merged with your routes:
+//!
+//! ```
+//! use std::sync::Arc;
+//! use std::time::Duration;
+//!
+//! use axum::body::Body;
+//! use axum::http::{Request, StatusCode};
+//! use axum::{Router, routing::get};
+//! use evently_core::Evently;
+//! use evently_http::{AppState, AuthSettings, app};
+//! use evently_storage::MemoryStore;
+//! use tower::ServiceExt;
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let engine = Evently::builder().store(Arc::new(MemoryStore::new())).build()?;
+//! let auth = AuthSettings::new(AuthSettings::random_secret(), Duration::from_secs(3600))?;
+//!
+//! // Your application, with the booking API under /api.
+//! let site: Router = Router::new()
+//!     .route("/", get(|| async { "my site" }))
+//!     .nest("/api", app(AppState::new(engine, auth)));
+//!
+//! let response = site
+//!     .oneshot(Request::get("/api/healthz").body(Body::empty())?)
+//!     .await?;
+//! assert_eq!(response.status(), StatusCode::OK);
+//!
+//! // To serve it: axum::serve(tokio::net::TcpListener::bind("127.0.0.1:8080").await?, site).await?;
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! ## Endpoints
+//!
+//! | method and path | auth | answer |
+//! | --- | --- | --- |
+//! | `GET /healthz` | – | 200 `{"status":"ok"}` |
+//! | `GET /readyz` | – | 200 `{"status":"ready"}`, 503 when the store does not answer |
+//! | `POST /auth/register` | – | 201 the user |
+//! | `POST /auth/login` | – | 200 `{access_token, token_type, expires_in}` |
+//! | `GET /events` | – | 200 a page of active events (`category`, `starts_after`, `limit`, `offset`) |
+//! | `GET /events/{id}` | – | 200 the event with its availability |
+//! | `POST /events` | admin | 201 the event |
+//! | `POST /events/{id}/bookings` | user | 201 the booking; 200 on an `Idempotency-Key` replay |
+//! | `GET /bookings/{id}` | owner | 200 the booking |
+//! | `POST /bookings/{id}/confirm` | owner | 200 the confirmed booking |
+//! | `POST /bookings/{id}/cancel` | owner | 200 the cancelled booking (again: unchanged) |
+//!
+//! Bodies are JSON ([`dto`]); every error has the body described in [`error`].
+//! Authentication is the server's job ([`auth`]); authorization is the engine's.
+#![warn(missing_docs)]
+#![forbid(unsafe_code)]
+
+pub mod auth;
+pub mod config;
+pub mod dto;
+pub mod error;
+pub mod extract;
+pub mod maintenance;
+mod routes;
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use evently_core::{Actor, Error as CoreError, Evently, NewUser, Role, User};
+use tower_http::trace::TraceLayer;
+
+pub use auth::{AuthSettings, AuthUser, PasswordParams};
+pub use config::{Config, ConfigError};
+pub use error::ApiError;
+
+use auth::Authenticator;
+
+/// Largest request body accepted, in bytes.
+pub const MAX_BODY_BYTES: usize = 64 * 1024;
+
+/// What every handler shares: the engine and the authenticator. Cheap to clone.
+#[derive(Clone)]
+pub struct AppState {
+    engine: Evently,
+    auth: Arc<Authenticator>,
+}
+
+impl std::fmt::Debug for AppState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AppState")
+            .field("engine", &self.engine)
+            .field("token_ttl", &self.auth.token_ttl())
+            .finish_non_exhaustive()
+    }
+}
+
+impl AppState {
+    /// State serving `engine`, authenticating with `auth`.
+    pub fn new(engine: Evently, auth: AuthSettings) -> Self {
+        Self {
+            engine,
+            auth: Arc::new(Authenticator::new(auth)),
+        }
+    }
+
+    /// The engine.
+    pub fn engine(&self) -> &Evently {
+        &self.engine
+    }
+
+    pub(crate) fn auth(&self) -> &Arc<Authenticator> {
+        &self.auth
+    }
+
+    /// Registers a user with an argon2id hash of `password` (8 to 256 characters).
+    pub async fn register(
+        &self,
+        email: String,
+        name: String,
+        password: String,
+        role: Role,
+    ) -> Result<User, ApiError> {
+        let password_hash = self.auth.hash_password(password).await?;
+        Ok(self
+            .engine
+            .register_user(NewUser {
+                email,
+                name,
+                password_hash,
+                role,
+                attributes: Default::default(),
+            })
+            .await?)
+    }
+
+    /// Makes sure an administrator with this e-mail exists, creating it with `password` if it does not.
+    /// An existing account is left as it is (its password is not reset); one that exists without the
+    /// admin role is a [`Conflict`](evently_core::Error::Conflict).
+    pub async fn ensure_admin(&self, email: &str, password: &str) -> Result<User, ApiError> {
+        let existing = match self.engine.user_by_email(email).await {
+            Ok(user) => Some(user),
+            Err(CoreError::NotFound { .. }) => None,
+            Err(e) => return Err(e.into()),
+        };
+        let user = match existing {
+            Some(user) => user,
+            None => {
+                match self
+                    .register(
+                        email.into(),
+                        "Administrator".into(),
+                        password.into(),
+                        Role::Admin,
+                    )
+                    .await
+                {
+                    Ok(user) => {
+                        tracing::info!(user_id = %user.id, email = %user.email, "admin account created");
+                        return Ok(user);
+                    }
+                    // Created concurrently (another process starting up): use that one.
+                    Err(ApiError::Core(CoreError::Conflict { .. })) => {
+                        self.engine.user_by_email(email).await?
+                    }
+                    Err(e) => return Err(e),
+                }
+            }
+        };
+        if user.role != Role::Admin {
+            return Err(CoreError::Conflict {
+                reason: format!("{} exists but is not an administrator", user.email),
+            }
+            .into());
+        }
+        Ok(user)
+    }
+
+    /// A bearer token for `actor`, as `POST /auth/login` issues (for integrators with their own login).
+    pub fn issue_token(&self, actor: &Actor) -> Result<String, ApiError> {
+        self.auth.issue(actor).map(|(token, _)| token)
+    }
+}
+
+/// The whole API as a [`Router`] with its state applied: every route, JSON 404/405 fallbacks, a
+/// [`MAX_BODY_BYTES`] body limit and request tracing.
+pub fn app(state: AppState) -> Router {
+    routes::router()
+        .fallback(|| async { ApiError::NoRoute })
+        .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(TraceLayer::new_for_http())
+        .with_state(state)
+}

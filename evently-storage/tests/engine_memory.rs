@@ -143,7 +143,10 @@ async fn a_bad_request_in_a_shared_transaction_does_not_decide_the_others() {
             let engine = engine.clone();
             let actor = if i % 10 == 0 { ghost } else { good };
             tokio::spawn(async move {
-                (actor == ghost, engine.book(&actor, BookingRequest::new(ev.id, 1)).await)
+                (
+                    actor == ghost,
+                    engine.book(&actor, BookingRequest::new(ev.id, 1)).await,
+                )
             })
         })
         .collect();
@@ -151,12 +154,21 @@ async fn a_bad_request_in_a_shared_transaction_does_not_decide_the_others() {
     for t in tasks {
         match t.await.unwrap() {
             (false, Ok(_)) => confirmed += 1,
-            (true, Err(Error::NotFound { entity: Entity::User, .. })) => {}
+            (
+                true,
+                Err(Error::NotFound {
+                    entity: Entity::User,
+                    ..
+                }),
+            ) => {}
             other => panic!("unexpected outcome {other:?}"),
         }
     }
     assert_eq!(confirmed, 360);
     let ev = engine.event(ev.id).await.unwrap();
     assert_eq!(ev.seats_confirmed, 360);
-    assert_eq!(engine.event_bookings(&admin, ev.id).await.unwrap().len(), 360);
+    assert_eq!(
+        engine.event_bookings(&admin, ev.id).await.unwrap().len(),
+        360
+    );
 }

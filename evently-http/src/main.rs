@@ -1,0 +1,213 @@
+//! `evently`: the reference server on the embedded SQLite store.
+//!
+//! ```text
+//! evently [serve]    run the HTTP API (default)
+//! evently migrate    apply the database migrations and exit
+//! ```
+//!
+//! Configuration comes from the environment (see `evently_http::config`); logging from `RUST_LOG`
+//! (default `info`).
+
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use evently_core::Evently;
+use evently_http::maintenance::run_maintenance;
+use evently_http::{AppState, Config, app};
+use evently_storage::{SqliteConfig, SqliteStore};
+use tokio::sync::watch;
+use tracing_subscriber::EnvFilter;
+
+const USAGE: &str = "\
+usage: evently [COMMAND]
+
+commands:
+  serve     run the HTTP API (the default)
+  migrate   apply the database migrations and exit
+  help      print this help
+
+environment:
+  EVENTLY_BIND              listen address (default 127.0.0.1:8080)
+  EVENTLY_DATABASE_URL      SQLite database URL (default sqlite://evently.db)
+  EVENTLY_JWT_SECRET        token signing secret, >= 32 bytes (default: random per process)
+  EVENTLY_JWT_TTL_SECS      token lifetime in seconds (default 3600)
+  EVENTLY_ADMIN_EMAIL       with EVENTLY_ADMIN_PASSWORD: admin account created at start if missing
+  EVENTLY_ADMIN_PASSWORD
+  RUST_LOG                  log filter (default info)
+";
+
+/// How often expired holds are released and due jobs run.
+const MAINTENANCE_EVERY: Duration = Duration::from_secs(5);
+
+#[derive(Debug, PartialEq, Eq)]
+enum Command {
+    Serve,
+    Migrate,
+    Help,
+}
+
+fn parse_args(args: &[String]) -> Result<Command, String> {
+    match args {
+        [] => Ok(Command::Serve),
+        [one] => match one.as_str() {
+            "serve" => Ok(Command::Serve),
+            "migrate" => Ok(Command::Migrate),
+            "help" | "-h" | "--help" => Ok(Command::Help),
+            other => Err(format!("unknown command {other:?}")),
+        },
+        [_, extra, ..] => Err(format!("unexpected argument {extra:?}")),
+    }
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let command = match parse_args(&args) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("evently: {e}\n\n{USAGE}");
+            return ExitCode::from(2);
+        }
+    };
+    let result = match command {
+        Command::Help => {
+            print!("{USAGE}");
+            Ok(())
+        }
+        Command::Migrate => migrate().await,
+        Command::Serve => serve().await,
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("{e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn open_store(config: &Config) -> anyhow::Result<SqliteStore> {
+    SqliteStore::open(SqliteConfig::new(config.database_url.clone()))
+        .await
+        .with_context(|| format!("opening the database {}", config.database_url))
+}
+
+async fn migrate() -> anyhow::Result<()> {
+    let config = Config::from_env().context("reading the configuration")?;
+    // Opening applies the embedded migrations that have not run yet.
+    let store = open_store(&config).await?;
+    store.close().await;
+    tracing::info!(database = %config.database_url, "migrations applied");
+    Ok(())
+}
+
+async fn serve() -> anyhow::Result<()> {
+    let config = Config::from_env().context("reading the configuration")?;
+    if config.jwt_secret_generated {
+        tracing::warn!(
+            "EVENTLY_JWT_SECRET is not set: using a random secret; tokens will not survive a restart"
+        );
+    }
+    let store = open_store(&config).await?;
+    let engine = Evently::builder()
+        .store(Arc::new(store.clone()))
+        .build()
+        .context("building the engine")?;
+    let state = AppState::new(
+        engine.clone(),
+        config.auth_settings().context("authentication settings")?,
+    );
+    if let Some(admin) = &config.admin {
+        state
+            .ensure_admin(&admin.email, &admin.password)
+            .await
+            .with_context(|| format!("ensuring the admin account {}", admin.email))?;
+    }
+
+    let listener = tokio::net::TcpListener::bind(config.bind)
+        .await
+        .with_context(|| format!("binding {}", config.bind))?;
+    tracing::info!(address = %listener.local_addr()?, database = %config.database_url, "evently listening");
+
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let stopped = |mut rx: watch::Receiver<bool>| async move {
+        // Err only when the sender is gone, which also means stop.
+        let _ = rx.wait_for(|stop| *stop).await;
+    };
+    let maintenance = tokio::spawn(run_maintenance(
+        engine,
+        MAINTENANCE_EVERY,
+        stopped(stop_rx.clone()),
+    ));
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        tracing::info!("shutting down");
+        let _ = stop_tx.send(true);
+    });
+
+    let served = axum::serve(listener, app(state))
+        .with_graceful_shutdown(stopped(stop_rx))
+        .await
+        .context("serving HTTP");
+    if let Err(e) = maintenance.await {
+        tracing::error!(error = %e, "maintenance task failed");
+    }
+    store.close().await;
+    served
+}
+
+/// Completes on SIGINT (Ctrl-C) or, on Unix, SIGTERM.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        if let Err(e) = tokio::signal::ctrl_c().await {
+            tracing::error!(error = %e, "cannot listen for Ctrl-C");
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = terminate => {},
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(a: &[&str]) -> Vec<String> {
+        a.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn commands() {
+        assert_eq!(parse_args(&args(&[])), Ok(Command::Serve));
+        assert_eq!(parse_args(&args(&["serve"])), Ok(Command::Serve));
+        assert_eq!(parse_args(&args(&["migrate"])), Ok(Command::Migrate));
+        assert_eq!(parse_args(&args(&["--help"])), Ok(Command::Help));
+        assert!(parse_args(&args(&["serv"])).is_err());
+        assert!(parse_args(&args(&["serve", "now"])).is_err());
+    }
+}
