@@ -2,6 +2,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
+use tracing::Instrument;
 
 use super::{Draft, Evently, account, chrono_dur};
 use crate::model::{
@@ -105,9 +106,6 @@ impl Evently {
 
     async fn reserve(&self, actor: &Actor, req: BookingRequest, mode: Mode) -> Result<Booking> {
         let ttl = self.check_request(&req)?;
-        let span =
-            tracing::debug_span!("reserve", event_id = %req.event_id, user_id = %actor.user_id);
-        let _guard = span.enter();
         let pending = Pending {
             booking_id: BookingId(self.inner.ids.uuid()),
             actor: *actor,
@@ -115,10 +113,13 @@ impl Evently {
             mode,
             ttl,
         };
+        let span = tracing::debug_span!("reserve", event_id = %pending.req.event_id, user_id = %actor.user_id);
         let result = if self.inner.config.max_batch > 1 {
-            self.reserve_combined(pending.clone()).await
+            self.reserve_combined(pending.clone())
+                .instrument(span)
+                .await
         } else {
-            self.reserve_one(&pending).await
+            self.reserve_one(&pending).instrument(span).await
         };
         let req = &pending.req;
         match result {
@@ -517,7 +518,7 @@ impl Evently {
                     id: TicketId(self.inner.ids.uuid()),
                     booking_id: booking.id,
                     event_id: booking.event_id,
-                    qr_payload: format!("evently:v1:{}:{}:{}", event.id, booking.id, number),
+                    qr_payload: qr_payload(event.id, booking.id, &number),
                     number,
                     issued_at: now,
                 }
@@ -535,11 +536,8 @@ impl Evently {
             Draft {
                 user_id: booking.user_id,
                 kind: NotificationKind::BookingConfirmed,
-                title: format!("Booking confirmed: {}", event.name),
-                message: format!(
-                    "{} seat(s) for {} at {}, starting {}. Total {}.",
-                    booking.quantity, event.name, event.venue, event.starts_at, booking.total_price
-                ),
+                title: ["Booking confirmed: ", &event.name].concat(),
+                message: confirmation_message(event, booking),
                 data: vec![
                     ("booking_id", booking.id.to_string()),
                     ("event_id", event.id.to_string()),
@@ -591,4 +589,96 @@ fn replay(existing: Booking, req: &BookingRequest) -> Result<Booking> {
         ));
     }
     Ok(existing)
+}
+
+/// `evently:v1:<event id>:<booking id>:<ticket number>`, the payload a ticket's QR code carries.
+/// Written by hand: this runs once per seat sold, inside the event's transaction.
+fn qr_payload(event: EventId, booking: BookingId, number: &str) -> String {
+    let mut buf = uuid::Uuid::encode_buffer();
+    let mut out = String::with_capacity(11 + 36 + 1 + 36 + 1 + number.len());
+    out.push_str("evently:v1:");
+    out.push_str(event.0.hyphenated().encode_lower(&mut buf));
+    out.push(':');
+    out.push_str(booking.0.hyphenated().encode_lower(&mut buf));
+    out.push(':');
+    out.push_str(number);
+    out
+}
+
+/// "2 seat(s) for Gig at Club, starting 2030-01-08T09:00:00Z. Total 3000 EUR."
+fn confirmation_message(event: &crate::model::Event, booking: &Booking) -> String {
+    use std::fmt::Write as _;
+    let mut out = String::with_capacity(64 + event.name.len() + event.venue.len());
+    // Writing to a String cannot fail.
+    let _ = write!(out, "{}", booking.quantity);
+    out.push_str(" seat(s) for ");
+    out.push_str(&event.name);
+    out.push_str(" at ");
+    out.push_str(&event.venue);
+    out.push_str(", starting ");
+    out.push_str(
+        &event
+            .starts_at
+            .to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true),
+    );
+    out.push_str(". Total ");
+    let _ = write!(out, "{}", booking.total_price.minor);
+    out.push(' ');
+    out.push_str(booking.total_price.currency.as_str());
+    out.push('.');
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::TimeZone;
+
+    use super::*;
+    use crate::model::Event;
+    use crate::{Currency, Money, UserId};
+
+    #[test]
+    fn the_qr_payload_and_the_confirmation_text_have_their_documented_shape() {
+        let (event_id, booking_id) = (EventId::new(), BookingId::new());
+        assert_eq!(
+            qr_payload(event_id, booking_id, "EVT-AAAA-BBBB-CCCC"),
+            format!("evently:v1:{event_id}:{booking_id}:EVT-AAAA-BBBB-CCCC")
+        );
+        let at = Utc.with_ymd_and_hms(2030, 1, 8, 9, 0, 0).unwrap();
+        let eur = Currency::new("EUR").unwrap();
+        let event = Event {
+            id: event_id,
+            name: "Gig".into(),
+            description: String::new(),
+            venue: "Club".into(),
+            category: "music".into(),
+            starts_at: at,
+            ends_at: at,
+            capacity: 10,
+            price: Money::new(1500, eur),
+            active: true,
+            seats_held: 0,
+            seats_confirmed: 0,
+            version: 1,
+            created_at: at,
+            updated_at: at,
+        };
+        let booking = Booking {
+            id: booking_id,
+            user_id: UserId::new(),
+            event_id,
+            quantity: 2,
+            total_price: Money::new(3000, eur),
+            status: BookingStatus::Confirmed,
+            held_until: None,
+            idempotency_key: None,
+            source: BookingSource::Direct,
+            created_at: at,
+            updated_at: at,
+        };
+        assert_eq!(
+            confirmation_message(&event, &booking),
+            "2 seat(s) for Gig at Club, starting 2030-01-08T09:00:00Z. Total 3000 EUR."
+        );
+    }
 }
