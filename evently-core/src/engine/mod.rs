@@ -198,9 +198,12 @@ impl Evently {
         EventlyBuilder::default()
     }
 
-    /// The engine's current time.
+    /// The engine's current time, to the microsecond.
     pub fn now(&self) -> DateTime<Utc> {
-        self.inner.clock.now()
+        // Microseconds: what PostgreSQL and the SQLite codec keep, so a record read back from any
+        // store equals the one the engine returned when it wrote it (an idempotent replay included).
+        use chrono::SubsecRound;
+        self.inner.clock.now().trunc_subsecs(6)
     }
 
     /// The store behind the engine.
