@@ -4,6 +4,7 @@
 //! ```text
 //! cargo bench -p evently-storage --bench booking_throughput
 //! cargo bench -p evently-storage --bench booking_throughput -- --bookings 400000 --threads 2
+//! cargo bench -p evently-storage --bench booking_throughput -- --mode hold   # holds: no tickets, no notification
 //! ```
 //!
 //! Prints one line per task count: bookings, seconds, bookings/s, the number of store transactions the
@@ -24,6 +25,7 @@ use evently_core::*;
 use evently_storage::MemoryStore;
 
 struct Args {
+    hold: bool,
     bookings: u64,
     threads: usize,
     tasks: Vec<usize>,
@@ -31,6 +33,7 @@ struct Args {
 
 fn args() -> Args {
     let mut a = Args {
+        hold: false,
         bookings: 400_000,
         threads: 2,
         tasks: vec![2, 8, 64],
@@ -40,6 +43,13 @@ fn args() -> Args {
         let mut value = || it.next().unwrap_or_else(|| panic!("{flag} needs a value"));
         match flag.as_str() {
             "--bookings" => a.bookings = value().parse().expect("--bookings: a number"),
+            "--mode" => {
+                a.hold = match value().as_str() {
+                    "book" => false,
+                    "hold" => true,
+                    other => panic!("--mode: book or hold, not {other}"),
+                }
+            }
             "--threads" => a.threads = value().parse().expect("--threads: a number"),
             "--tasks" => {
                 a.tasks = value()
@@ -69,7 +79,7 @@ async fn register(engine: &Evently, email: String, role: Role) -> Actor {
 }
 
 /// One run: `tasks` tasks share `bookings` one-seat bookings of a single event.
-async fn run(tasks: usize, bookings: u64) -> (f64, u64) {
+async fn run(tasks: usize, bookings: u64, hold: bool) -> (f64, u64) {
     let engine = Evently::builder()
         .store(Arc::new(MemoryStore::new()))
         .build()
@@ -110,10 +120,13 @@ async fn run(tasks: usize, bookings: u64) -> (f64, u64) {
                     .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |r| r.checked_sub(1))
                     .is_ok()
                 {
-                    engine
-                        .book(&actor, BookingRequest::new(ev.id, 1))
-                        .await
-                        .expect("a booking below capacity succeeds");
+                    let req = BookingRequest::new(ev.id, 1);
+                    if hold {
+                        engine.hold(&actor, req).await
+                    } else {
+                        engine.book(&actor, req).await
+                    }
+                    .expect("a booking below capacity succeeds");
                     done += 1;
                 }
                 done
@@ -125,7 +138,8 @@ async fn run(tasks: usize, bookings: u64) -> (f64, u64) {
         booked += h.await.expect("task");
     }
     let secs = start.elapsed().as_secs_f64();
-    let sold = engine.event(ev.id).await.expect("event").seats_confirmed;
+    let e = engine.event(ev.id).await.expect("event");
+    let sold = if hold { e.seats_held } else { e.seats_confirmed };
     assert_eq!(
         u64::from(sold),
         booked,
@@ -143,15 +157,16 @@ fn main() {
         .build()
         .expect("runtime");
     println!(
-        "engine on MemoryStore, one event, {} one-seat bookings per run, {} runtime threads, {} cores",
+        "engine on MemoryStore, one event, {} one-seat {} per run, {} runtime threads, {} cores",
         a.bookings,
+        if a.hold { "holds" } else { "confirmed bookings" },
         a.threads,
         std::thread::available_parallelism().map_or(0, |n| n.get())
     );
     // Warm-up: allocator, runtime, code paths.
-    rt.block_on(run(2, 20_000));
+    rt.block_on(run(2, 20_000, a.hold));
     for &tasks in &a.tasks {
-        let (secs, booked) = rt.block_on(run(tasks, a.bookings));
+        let (secs, booked) = rt.block_on(run(tasks, a.bookings, a.hold));
         println!(
             "tasks={tasks:>3}  bookings={booked}  secs={secs:.3}  bookings/s={:.0}",
             booked as f64 / secs
