@@ -276,7 +276,10 @@ async fn an_idempotency_key_replays_the_first_booking() {
     assert_eq!(first.status, StatusCode::CREATED, "{}", first.body);
     let again = api.book(&alice, &ev, 3, Some("order-42")).await;
     assert_eq!(again.status, StatusCode::OK, "{}", again.body);
-    assert_eq!(again.body, first.body, "a replay answers with the same booking, field for field");
+    assert_eq!(
+        again.body, first.body,
+        "a replay answers with the same booking, field for field"
+    );
     // The same key for another quantity is not the same request.
     let other = api.book(&alice, &ev, 1, Some("order-42")).await;
     assert_eq!(other.status, StatusCode::CONFLICT, "{}", other.body);
