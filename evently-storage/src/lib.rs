@@ -5,18 +5,23 @@
 //! - [`memory::MemoryStore`]: everything in process memory; for tests, benchmarks and embedding where
 //!   nothing must survive a restart.
 //! - `sqlite::SqliteStore` (feature `sqlite`, on by default): the embedded default, one file, WAL mode.
+//! - `postgres::PostgresStore` (feature `postgres`): for several engine processes sharing one database.
+//! - `redis` (feature `redis`): a read cache in front of any store, a GCRA rate limiter and a lock
+//!   with fencing tokens.
 //!
 //! Every store passes the same conformance suite ([`conformance`], feature `testing`), which an
 //! integrator can run against their own store too.
 #![warn(missing_docs)]
 
-/// The conformance suite every store must pass: [`store_conformance_tests!`] and one public async fn per case.
 #[cfg(feature = "testing")]
 pub mod conformance;
 pub mod memory;
-/// The PostgreSQL store: a connection pool, row locks for seat accounting, migrations in `migrations/postgres`.
 #[cfg(feature = "postgres")]
 pub mod postgres;
+#[cfg(feature = "redis")]
+pub mod redis;
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+mod sql_codec;
 /// The embedded default store: one SQLite file in WAL mode, one writer, a pool of readers.
 #[cfg(feature = "sqlite")]
 pub mod sqlite;

@@ -254,16 +254,22 @@ async fn three_processes_never_oversell() {
             (CAPACITY, 0),
             "round {round}"
         );
-        let (bookings, seats, tickets): (i64, i64, i64) = sqlx::query_as(
-            "SELECT count(*), coalesce(sum(quantity), 0)::bigint, \
+        // Every booking row of the event (any status) is one of the 500 confirmed ones.
+        let (rows, bookings, seats, tickets): (i64, i64, i64, i64) = sqlx::query_as(
+            "SELECT count(*), count(*) FILTER (WHERE status = 'confirmed'), \
+                    coalesce(sum(quantity) FILTER (WHERE status = 'confirmed'), 0)::bigint, \
                     (SELECT count(*) FROM tickets WHERE event_id = $1) \
-             FROM bookings WHERE event_id = $1 AND status = 'confirmed'",
+             FROM bookings WHERE event_id = $1",
         )
         .bind(ev.id.0)
         .fetch_one(store.pool())
         .await
         .unwrap();
-        assert_eq!((bookings, seats, tickets), (500, 500, 500), "round {round}");
+        assert_eq!(
+            (rows, bookings, seats, tickets),
+            (500, 500, 500, 500),
+            "round {round}: bookings, confirmed, seats, tickets"
+        );
         let per_user: Option<i64> = sqlx::query_scalar(
             "SELECT max(n) FROM (SELECT count(*) AS n FROM bookings WHERE event_id = $1 \
              GROUP BY user_id) s",

@@ -92,7 +92,7 @@ pub async fn commit_makes_writes_visible(store: Arc<dyn Store>) {
     transaction_outcome(store, End::Commit).await;
 }
 
-/// [`Transaction::rollback`] discards every kind of write: users, events, bookings, waitlist entries,
+/// [`Transaction::rollback`](evently_core::Transaction::rollback) discards every kind of write: users, events, bookings, waitlist entries,
 /// tickets, notifications, push subscriptions, jobs, and updates of existing records.
 pub async fn rollback_discards_every_write(store: Arc<dyn Store>) {
     transaction_outcome(store, End::Rollback).await;

@@ -7,13 +7,12 @@ use std::time::Duration;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use evently_core::ports::JobStats;
-use evently_core::{Job, JobId, JobQueue, JobStatus, NewJob, StoreError};
-use sqlx::Row;
+use evently_core::{Job, JobId, JobQueue, NewJob, StoreError};
 use sqlx::types::Json;
 
 use super::PostgresStore;
 use super::codec::{self, clamp_far_future, json_payload};
-use super::error::{Phase, classify, corrupt, timed_out};
+use super::error::{Phase, classify, timed_out};
 use super::tx::{Q, row_id};
 
 type R<T> = Result<T, StoreError>;
@@ -204,27 +203,9 @@ impl JobQueue for PostgresStore {
     async fn stats(&self) -> R<JobStats> {
         let rows = self
             .autocommit("job stats", || {
-                sqlx::query("SELECT status, COUNT(*) AS n FROM jobs GROUP BY status")
-                    .fetch_all(&self.pool)
+                sqlx::query(codec::JOB_STATS_SQL).fetch_all(&self.pool)
             })
             .await?;
-        let mut stats = JobStats::default();
-        for row in &rows {
-            let status: String = row
-                .try_get("status")
-                .map_err(|e| classify(e, Phase::Statement))?;
-            let n: i64 = row
-                .try_get("n")
-                .map_err(|e| classify(e, Phase::Statement))?;
-            let n = u64::try_from(n).map_err(|_| corrupt(format!("job count {n}")))?;
-            match JobStatus::parse(&status) {
-                Some(JobStatus::Queued) => stats.queued += n,
-                Some(JobStatus::Running) => stats.running += n,
-                Some(JobStatus::Done) => stats.done += n,
-                Some(JobStatus::Dead) => stats.dead += n,
-                None => return Err(corrupt(format!("unknown job status {status:?}"))),
-            }
-        }
-        Ok(stats)
+        codec::job_stats(&rows)
     }
 }

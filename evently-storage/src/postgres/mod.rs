@@ -17,7 +17,9 @@
 //!   of twice that, so a stuck client cannot hold an event's lock for long; and the client gives up on
 //!   any round trip a second after the statement timeout, closing that connection.
 //! - **Rollback on drop.** A transaction dropped without commit queues a `ROLLBACK`, which the pool
-//!   sends before the connection is reused. Connections in an unknown state are closed.
+//!   sends before the connection is reused. Connections in an unknown state are closed. A pooled
+//!   connection the server closed while it was idle is found by its `BEGIN` and replaced there, so
+//!   a transaction is not failed for it.
 //! - **Errors** are classified in one place (`error.rs`): constraint violations carry the schema's
 //!   constraint names; serialization failures, deadlocks and connections lost before `COMMIT` are
 //!   [`StoreError::Transient`] (the engine retries the whole transaction with bounded backoff); a lost
@@ -180,14 +182,25 @@ impl PostgresStore {
     }
 
     async fn begin_with(&self, access: Access) -> R<Box<dyn Transaction>> {
-        let conn = self
-            .pool
-            .acquire()
-            .await
-            .map_err(|e| classify(e, Phase::Acquire))?;
-        Ok(Box::new(
-            PgTx::begin(conn, access, self.deadline, self.defer_writes).await?,
-        ))
+        // Idle connections the server closed (a restart, `pg_terminate_backend`) are found by their
+        // `BEGIN`, which has done nothing yet and fails transiently; each is discarded and another
+        // taken, at most once per pooled connection, so the caller sees a dead pool only once.
+        let mut attempts_left = self.pool.options().get_max_connections() + 1;
+        loop {
+            let conn = self
+                .pool
+                .acquire()
+                .await
+                .map_err(|e| classify(e, Phase::Acquire))?;
+            match PgTx::begin(conn, access, self.deadline, self.defer_writes).await {
+                Ok(tx) => return Ok(Box::new(tx)),
+                Err(e @ StoreError::Transient { .. }) if attempts_left > 1 => {
+                    attempts_left -= 1;
+                    tracing::debug!(backend = "postgres", error = %e, "BEGIN on a dead connection; taking another");
+                }
+                Err(e) => return Err(e),
+            }
+        }
     }
 }
 

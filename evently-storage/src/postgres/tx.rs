@@ -459,11 +459,7 @@ impl EventRepository for PgTx {
     }
 
     async fn update_event(&mut self, e: &Event) -> R<()> {
-        if u64::from(e.seats_held) + u64::from(e.seats_confirmed) > u64::from(e.capacity) {
-            return Err(StoreError::CheckViolation {
-                constraint: "events_seats_within_capacity".into(),
-            });
-        }
+        codec::check_seats_within_capacity(e)?;
         bigint_u64("version", e.version)?;
         self.deferred(|b| b.update_event(e)).await
     }

@@ -1,19 +1,17 @@
-//! Conversions between domain values and SQLite columns. Decoding never panics: a value that does not
-//! fit the domain is [`StoreError::Corrupt`].
+//! Conversions between domain values and SQLite columns: encoders here, and how an SQLite row holds
+//! each kind of value ([`Columns`]) for the shared decoders of [`crate::sql_codec`].
 
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
-use evently_core::{
-    Booking, BookingSource, BookingStatus, Currency, Event, Job, JobPayload, JobStatus, Money,
-    Notification, NotificationKind, PushSubscription, Role, StoreError, Ticket, User,
-    WaitlistEntry, WaitlistStatus,
-};
+use evently_core::{BookingSource, JobPayload, StoreError};
 use sqlx::sqlite::SqliteRow;
 use sqlx::{Decode, Row, Sqlite, Type};
 use uuid::Uuid;
 
-use super::error::{classify, corrupt};
+use super::error::classify;
+pub(crate) use crate::sql_codec::*;
+use crate::sql_codec::{Columns, corrupt};
 
 type R<T> = Result<T, StoreError>;
 
@@ -68,228 +66,50 @@ where
     row.try_get(col).map_err(classify)
 }
 
-fn ts(row: &SqliteRow, col: &str) -> R<DateTime<Utc>> {
-    let v: i64 = get(row, col)?;
+fn micros_ts(col: &str, v: i64) -> R<DateTime<Utc>> {
     DateTime::from_timestamp_micros(v).ok_or_else(|| corrupt(format!("{col} {v} is out of range")))
-}
-
-fn opt_ts(row: &SqliteRow, col: &str) -> R<Option<DateTime<Utc>>> {
-    let v: Option<i64> = get(row, col)?;
-    v.map(|v| {
-        DateTime::from_timestamp_micros(v)
-            .ok_or_else(|| corrupt(format!("{col} {v} is out of range")))
-    })
-    .transpose()
 }
 
 fn parse_uuid(col: &str, s: &str) -> R<Uuid> {
     Uuid::parse_str(s).map_err(|e| corrupt(format!("{col} {s:?} is not a UUID: {e}")))
 }
 
-fn id<T: From<Uuid>>(row: &SqliteRow, col: &str) -> R<T> {
-    let s: String = get(row, col)?;
-    parse_uuid(col, &s).map(T::from)
-}
-
-fn opt_id<T: From<Uuid>>(row: &SqliteRow, col: &str) -> R<Option<T>> {
-    let s: Option<String> = get(row, col)?;
-    s.map(|s| parse_uuid(col, &s).map(T::from)).transpose()
-}
-
-fn uint(row: &SqliteRow, col: &str) -> R<u32> {
-    let v: i64 = get(row, col)?;
-    u32::try_from(v).map_err(|_| corrupt(format!("{col} {v} is out of range")))
-}
-
-fn money(row: &SqliteRow) -> R<Money> {
-    let minor: i64 = get(row, "price_minor")?;
-    let code: String = get(row, "currency")?;
-    let currency =
-        Currency::new(&code).map_err(|_| corrupt(format!("currency {code:?} is not valid")))?;
-    Ok(Money::new(minor, currency))
-}
-
-fn map(row: &SqliteRow, col: &str) -> R<BTreeMap<String, String>> {
-    let s: String = get(row, col)?;
-    serde_json::from_str(&s).map_err(|e| corrupt(format!("{col} is not a JSON string map: {e}")))
-}
-
-fn parsed<T>(row: &SqliteRow, col: &str, parse: impl FnOnce(&str) -> Option<T>) -> R<T> {
-    let s: String = get(row, col)?;
-    parse(&s).ok_or_else(|| corrupt(format!("unknown {col} {s:?}")))
-}
-
-/// Columns read for a [`User`].
-pub(crate) const USER_COLUMNS: &str =
-    "id, email, name, password_hash, role, attributes, created_at";
-
-/// Decodes a [`User`].
-pub(crate) fn user(row: &SqliteRow) -> R<User> {
-    Ok(User {
-        id: id(row, "id")?,
-        email: get(row, "email")?,
-        name: get(row, "name")?,
-        password_hash: get(row, "password_hash")?,
-        role: parsed(row, "role", Role::parse)?,
-        attributes: map(row, "attributes")?,
-        created_at: ts(row, "created_at")?,
-    })
-}
-
-/// Columns read for an [`Event`].
-pub(crate) const EVENT_COLUMNS: &str = "id, name, description, venue, category, starts_at, ends_at, \
-     capacity, price_minor, currency, active, version, seats_held, seats_confirmed, created_at, \
-     updated_at";
-
-/// Decodes an [`Event`].
-pub(crate) fn event(row: &SqliteRow) -> R<Event> {
-    let active: i64 = get(row, "active")?;
-    let version: i64 = get(row, "version")?;
-    Ok(Event {
-        id: id(row, "id")?,
-        name: get(row, "name")?,
-        description: get(row, "description")?,
-        venue: get(row, "venue")?,
-        category: get(row, "category")?,
-        starts_at: ts(row, "starts_at")?,
-        ends_at: ts(row, "ends_at")?,
-        capacity: uint(row, "capacity")?,
-        price: money(row)?,
-        active: match active {
-            0 => false,
-            1 => true,
-            v => return Err(corrupt(format!("active {v} is not 0 or 1"))),
-        },
-        version: u64::try_from(version)
-            .map_err(|_| corrupt(format!("version {version} is negative")))?,
-        seats_held: uint(row, "seats_held")?,
-        seats_confirmed: uint(row, "seats_confirmed")?,
-        created_at: ts(row, "created_at")?,
-        updated_at: ts(row, "updated_at")?,
-    })
-}
-
-/// Columns read for a [`Booking`].
-pub(crate) const BOOKING_COLUMNS: &str = "id, user_id, event_id, quantity, price_minor, currency, \
-     status, held_until, idempotency_key, source_kind, source_entry_id, created_at, updated_at";
-
-/// Decodes a [`Booking`].
-pub(crate) fn booking(row: &SqliteRow) -> R<Booking> {
-    let kind: String = get(row, "source_kind")?;
-    let source = match (kind.as_str(), opt_id(row, "source_entry_id")?) {
-        ("direct", None) => BookingSource::Direct,
-        ("waitlist_offer", Some(entry)) => BookingSource::WaitlistOffer(entry),
-        (k, entry) => {
-            return Err(corrupt(format!(
-                "booking source {k:?} with entry {entry:?} is not valid"
-            )));
+/// Identifiers are text, timestamps microseconds, booleans 0/1, JSON text.
+impl Columns for SqliteRow {
+    fn text(&self, col: &str) -> R<String> {
+        get(self, col)
+    }
+    fn opt_text(&self, col: &str) -> R<Option<String>> {
+        get(self, col)
+    }
+    fn int(&self, col: &str) -> R<i64> {
+        get(self, col)
+    }
+    fn flag(&self, col: &str) -> R<bool> {
+        match get::<i64>(self, col)? {
+            0 => Ok(false),
+            1 => Ok(true),
+            v => Err(corrupt(format!("{col} {v} is not 0 or 1"))),
         }
-    };
-    Ok(Booking {
-        id: id(row, "id")?,
-        user_id: id(row, "user_id")?,
-        event_id: id(row, "event_id")?,
-        quantity: uint(row, "quantity")?,
-        total_price: money(row)?,
-        status: parsed(row, "status", BookingStatus::parse)?,
-        held_until: opt_ts(row, "held_until")?,
-        idempotency_key: get(row, "idempotency_key")?,
-        source,
-        created_at: ts(row, "created_at")?,
-        updated_at: ts(row, "updated_at")?,
-    })
-}
-
-/// Columns read for a [`WaitlistEntry`].
-pub(crate) const WAITLIST_COLUMNS: &str = "seq, id, event_id, user_id, quantity, status, \
-     joined_at, notified_at, offer_expires_at, offer_booking_id";
-
-/// Decodes a [`WaitlistEntry`] (`position` is left `None`; the engine computes it).
-pub(crate) fn waitlist_entry(row: &SqliteRow) -> R<WaitlistEntry> {
-    Ok(WaitlistEntry {
-        id: id(row, "id")?,
-        event_id: id(row, "event_id")?,
-        user_id: id(row, "user_id")?,
-        quantity: uint(row, "quantity")?,
-        seq: get(row, "seq")?,
-        position: None,
-        status: parsed(row, "status", WaitlistStatus::parse)?,
-        joined_at: ts(row, "joined_at")?,
-        notified_at: opt_ts(row, "notified_at")?,
-        offer_expires_at: opt_ts(row, "offer_expires_at")?,
-        offer_booking_id: opt_id(row, "offer_booking_id")?,
-    })
-}
-
-/// Columns read for a [`Ticket`].
-pub(crate) const TICKET_COLUMNS: &str = "id, booking_id, event_id, number, qr_payload, issued_at";
-
-/// Decodes a [`Ticket`].
-pub(crate) fn ticket(row: &SqliteRow) -> R<Ticket> {
-    Ok(Ticket {
-        id: id(row, "id")?,
-        booking_id: id(row, "booking_id")?,
-        event_id: id(row, "event_id")?,
-        number: get(row, "number")?,
-        qr_payload: get(row, "qr_payload")?,
-        issued_at: ts(row, "issued_at")?,
-    })
-}
-
-/// Columns read for a [`Notification`].
-pub(crate) const NOTIFICATION_COLUMNS: &str =
-    "id, user_id, kind, title, message, data, created_at, sent_at";
-
-/// Decodes a [`Notification`].
-pub(crate) fn notification(row: &SqliteRow) -> R<Notification> {
-    Ok(Notification {
-        id: id(row, "id")?,
-        user_id: id(row, "user_id")?,
-        kind: parsed(row, "kind", NotificationKind::parse)?,
-        title: get(row, "title")?,
-        message: get(row, "message")?,
-        data: map(row, "data")?,
-        created_at: ts(row, "created_at")?,
-        sent_at: opt_ts(row, "sent_at")?,
-    })
-}
-
-/// Columns read for a [`PushSubscription`].
-pub(crate) const PUSH_COLUMNS: &str = "id, user_id, endpoint, p256dh, auth, created_at";
-
-/// Decodes a [`PushSubscription`].
-pub(crate) fn push_subscription(row: &SqliteRow) -> R<PushSubscription> {
-    Ok(PushSubscription {
-        id: id(row, "id")?,
-        user_id: id(row, "user_id")?,
-        endpoint: get(row, "endpoint")?,
-        p256dh: get(row, "p256dh")?,
-        auth: get(row, "auth")?,
-        created_at: ts(row, "created_at")?,
-    })
-}
-
-/// Columns read for a [`Job`].
-pub(crate) const JOB_COLUMNS: &str = "id, payload, priority, status, run_at, attempts, \
-     max_attempts, dedupe_key, last_error, locked_until, created_at";
-
-/// Decodes a [`Job`].
-pub(crate) fn job(row: &SqliteRow) -> R<Job> {
-    let payload: String = get(row, "payload")?;
-    let priority: i64 = get(row, "priority")?;
-    Ok(Job {
-        id: id(row, "id")?,
-        payload: serde_json::from_str(&payload)
-            .map_err(|e| corrupt(format!("job payload is not valid: {e}")))?,
-        priority: i16::try_from(priority)
-            .map_err(|_| corrupt(format!("priority {priority} is out of range")))?,
-        status: parsed(row, "status", JobStatus::parse)?,
-        run_at: ts(row, "run_at")?,
-        attempts: uint(row, "attempts")?,
-        max_attempts: uint(row, "max_attempts")?,
-        dedupe_key: get(row, "dedupe_key")?,
-        last_error: get(row, "last_error")?,
-        locked_until: opt_ts(row, "locked_until")?,
-        created_at: ts(row, "created_at")?,
-    })
+    }
+    fn uuid(&self, col: &str) -> R<Uuid> {
+        parse_uuid(col, &get::<String>(self, col)?)
+    }
+    fn opt_uuid(&self, col: &str) -> R<Option<Uuid>> {
+        get::<Option<String>>(self, col)?
+            .map(|s| parse_uuid(col, &s))
+            .transpose()
+    }
+    fn ts(&self, col: &str) -> R<DateTime<Utc>> {
+        micros_ts(col, get(self, col)?)
+    }
+    fn opt_ts(&self, col: &str) -> R<Option<DateTime<Utc>>> {
+        get::<Option<i64>>(self, col)?
+            .map(|v| micros_ts(col, v))
+            .transpose()
+    }
+    fn json(&self, col: &str) -> R<serde_json::Value> {
+        let s: String = get(self, col)?;
+        serde_json::from_str(&s).map_err(|e| corrupt(format!("{col} is not JSON: {e}")))
+    }
 }

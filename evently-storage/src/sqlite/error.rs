@@ -184,12 +184,7 @@ pub(crate) fn classify_migrate(err: sqlx::migrate::MigrateError) -> StoreError {
     }
 }
 
-/// A stored value that cannot be turned back into a domain value.
-pub(crate) fn corrupt(message: impl Into<String>) -> StoreError {
-    StoreError::Corrupt {
-        message: message.into(),
-    }
-}
+pub(crate) use crate::sql_codec::corrupt;
 
 #[cfg(test)]
 mod tests {

@@ -5,12 +5,12 @@ use std::time::Duration;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use evently_core::ports::JobStats;
-use evently_core::{Job, JobId, JobQueue, JobStatus, NewJob, StoreError};
+use evently_core::{Job, JobId, JobQueue, NewJob, StoreError};
 use sqlx::Row;
 
 use super::SqliteStore;
 use super::codec::{self, id_text, json_payload, micros};
-use super::error::{classify, corrupt};
+use super::error::classify;
 use super::tx::Q;
 
 type R<T> = Result<T, StoreError>;
@@ -153,23 +153,10 @@ impl JobQueue for SqliteStore {
     }
 
     async fn stats(&self) -> R<JobStats> {
-        let rows = sqlx::query("SELECT status, COUNT(*) AS n FROM jobs GROUP BY status")
+        let rows = sqlx::query(codec::JOB_STATS_SQL)
             .fetch_all(&self.readers)
             .await
             .map_err(classify)?;
-        let mut stats = JobStats::default();
-        for row in &rows {
-            let status: String = row.try_get("status").map_err(classify)?;
-            let n: i64 = row.try_get("n").map_err(classify)?;
-            let n = u64::try_from(n).map_err(|_| corrupt(format!("job count {n}")))?;
-            match JobStatus::parse(&status) {
-                Some(JobStatus::Queued) => stats.queued += n,
-                Some(JobStatus::Running) => stats.running += n,
-                Some(JobStatus::Done) => stats.done += n,
-                Some(JobStatus::Dead) => stats.dead += n,
-                None => return Err(corrupt(format!("unknown job status {status:?}"))),
-            }
-        }
-        Ok(stats)
+        codec::job_stats(&rows)
     }
 }

@@ -321,11 +321,7 @@ impl EventRepository for SqliteTx {
     }
 
     async fn update_event(&mut self, e: &Event) -> R<()> {
-        if u64::from(e.seats_held) + u64::from(e.seats_confirmed) > u64::from(e.capacity) {
-            return Err(StoreError::CheckViolation {
-                constraint: "events_seats_within_capacity".into(),
-            });
-        }
+        codec::check_seats_within_capacity(e)?;
         let q = sqlx::query(
             "UPDATE events SET name = ?, description = ?, venue = ?, category = ?, starts_at = ?, \
              ends_at = ?, capacity = ?, price_minor = ?, currency = ?, active = ?, version = ?, \
