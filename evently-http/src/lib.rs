@@ -56,6 +56,13 @@
 //!
 //! Bodies are JSON ([`dto`]); every error has the body described in [`error`].
 //! Authentication is the server's job ([`auth`]); authorization is the engine's.
+//!
+//! ## Background work
+//!
+//! [`worker::Worker`] runs the engine's jobs on a polling loop, as the `evently-worker` binary or as a
+//! task inside your process; [`notify::EmailNotifier`] delivers notifications by e-mail (SMTP, `.eml`
+//! files or the log) with one PDF ticket per seat on a confirmation ([`tickets`] renders the QR codes
+//! and the PDF). See `docs/notifications.md`.
 #![warn(missing_docs)]
 #![forbid(unsafe_code)]
 
@@ -65,7 +72,10 @@ pub mod dto;
 pub mod error;
 pub mod extract;
 pub mod maintenance;
+pub mod notify;
 mod routes;
+pub mod tickets;
+pub mod worker;
 
 use std::sync::Arc;
 

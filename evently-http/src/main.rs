@@ -5,6 +5,9 @@
 //! evently migrate    apply the database migrations and exit
 //! ```
 //!
+//! `migrate` also takes a PostgreSQL URL (`postgres://…`) in `EVENTLY_DATABASE_URL` and applies
+//! `migrations/postgres` there, with the pool settings of `evently_storage::postgres::env`.
+//!
 //! Configuration comes from the environment (see `evently_http::config`); logging from `RUST_LOG`
 //! (default `info`).
 
@@ -16,7 +19,7 @@ use anyhow::Context;
 use evently_core::Evently;
 use evently_http::maintenance::run_maintenance;
 use evently_http::{AppState, Config, app};
-use evently_storage::{SqliteConfig, SqliteStore};
+use evently_storage::{PostgresConfig, PostgresStore, SqliteConfig, SqliteStore};
 use tokio::sync::watch;
 use tracing_subscriber::EnvFilter;
 
@@ -25,7 +28,7 @@ usage: evently [COMMAND]
 
 commands:
   serve     run the HTTP API (the default)
-  migrate   apply the database migrations and exit
+  migrate   apply the database migrations and exit (SQLite, or PostgreSQL for a postgres:// URL)
   help      print this help
 
 environment:
@@ -101,12 +104,39 @@ async fn open_store(config: &Config) -> anyhow::Result<SqliteStore> {
         .with_context(|| format!("opening the database {}", config.database_url))
 }
 
+/// Whether `url` names a PostgreSQL database.
+fn is_postgres_url(url: &str) -> bool {
+    url.starts_with("postgres://") || url.starts_with("postgresql://")
+}
+
 async fn migrate() -> anyhow::Result<()> {
+    let url = std::env::var(evently_storage::postgres::env::URL).unwrap_or_default();
+    if is_postgres_url(&url) {
+        return migrate_postgres().await;
+    }
     let config = Config::from_env().context("reading the configuration")?;
     // Opening applies the embedded migrations that have not run yet.
     let store = open_store(&config).await?;
     store.close().await;
     tracing::info!(database = %config.database_url, "migrations applied");
+    Ok(())
+}
+
+/// `evently migrate` on PostgreSQL: the store's own configuration from the environment
+/// (`EVENTLY_DATABASE_*`), migrations applied explicitly rather than at open.
+async fn migrate_postgres() -> anyhow::Result<()> {
+    let mut config = PostgresConfig::from_env().context("reading the PostgreSQL configuration")?;
+    config.run_migrations = false;
+    let store = PostgresStore::open(config)
+        .await
+        .context("opening the PostgreSQL database")?;
+    let migrated = store
+        .migrate()
+        .await
+        .context("applying migrations/postgres");
+    store.close().await;
+    migrated?;
+    tracing::info!(backend = "postgres", "migrations applied");
     Ok(())
 }
 
@@ -209,5 +239,13 @@ mod tests {
         assert_eq!(parse_args(&args(&["--help"])), Ok(Command::Help));
         assert!(parse_args(&args(&["serv"])).is_err());
         assert!(parse_args(&args(&["serve", "now"])).is_err());
+    }
+
+    #[test]
+    fn postgres_urls_are_recognised() {
+        assert!(is_postgres_url("postgres://u@h/db"));
+        assert!(is_postgres_url("postgresql://u@h/db"));
+        assert!(!is_postgres_url("sqlite://evently.db"));
+        assert!(!is_postgres_url(""));
     }
 }

@@ -1,0 +1,157 @@
+//! `evently-worker`: runs Evently's background jobs (e-mail notifications with PDF tickets, hold and
+//! offer expiry) against the embedded SQLite store, next to or apart from the `evently` server.
+//!
+//! ```text
+//! evently-worker [run]   poll for due jobs until SIGINT/SIGTERM (default)
+//! evently-worker once    run everything due now, then exit
+//! ```
+//!
+//! Configuration comes from the environment: the database as for the server
+//! (`evently_http::config`), mail from `evently_http::notify::email::EmailConfig`, polling from
+//! `evently_http::worker::WorkerConfig`; logging from `RUST_LOG` (default `info`).
+
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::Context;
+use evently_core::Evently;
+use evently_http::Config;
+use evently_http::notify::{EmailConfig, EmailNotifier};
+use evently_http::worker::{Worker, WorkerConfig, shutdown_signal};
+use evently_storage::{SqliteConfig, SqliteStore};
+use tracing_subscriber::EnvFilter;
+
+const USAGE: &str = "\
+usage: evently-worker [COMMAND]
+
+commands:
+  run       poll for due jobs until SIGINT/SIGTERM (the default)
+  once      run every job due now, then exit (non-zero status if a step failed)
+  help      print this help
+
+environment:
+  EVENTLY_DATABASE_URL        SQLite database URL (default sqlite://evently.db)
+  EVENTLY_MAIL_TRANSPORT      smtp, file or log (default: smtp if EVENTLY_SMTP_URL is set, else file)
+  EVENTLY_SMTP_URL            smtp://[user:pass@]host[:port][?tls=required|opportunistic] or smtps://...
+  EVENTLY_SMTP_TIMEOUT_SECS   SMTP command timeout (default 30)
+  EVENTLY_MAIL_DIR            directory of the file transport (default evently-mail)
+  EVENTLY_MAIL_FROM           sender (default \"Evently <noreply@localhost>\")
+  EVENTLY_WORKER_POLL_MS      pause between polls of an empty queue (default 1000)
+  EVENTLY_WORKER_BATCH        jobs claimed at a time (default 100)
+  RUST_LOG                    log filter (default info)
+";
+
+#[derive(Debug, PartialEq, Eq)]
+enum Command {
+    Run,
+    Once,
+    Help,
+}
+
+fn parse_args(args: &[String]) -> Result<Command, String> {
+    match args {
+        [] => Ok(Command::Run),
+        [one] => match one.as_str() {
+            "run" => Ok(Command::Run),
+            "once" => Ok(Command::Once),
+            "help" | "-h" | "--help" => Ok(Command::Help),
+            other => Err(format!("unknown command {other:?}")),
+        },
+        [_, extra, ..] => Err(format!("unexpected argument {extra:?}")),
+    }
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let command = match parse_args(&args) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("evently-worker: {e}\n\n{USAGE}");
+            return ExitCode::from(2);
+        }
+    };
+    if command == Command::Help {
+        print!("{USAGE}");
+        return ExitCode::SUCCESS;
+    }
+    match run(command).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("{e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(command: Command) -> anyhow::Result<()> {
+    let config = Config::from_env().context("reading the configuration")?;
+    let mail = EmailConfig::from_env().context("reading the mail configuration")?;
+    let worker_config = WorkerConfig::from_env().context("reading the worker configuration")?;
+    let store = SqliteStore::open(SqliteConfig::new(config.database_url.clone()))
+        .await
+        .with_context(|| format!("opening the database {}", config.database_url))?;
+    let shared: Arc<dyn evently_core::Store> = Arc::new(store.clone());
+    let email =
+        EmailNotifier::from_config(shared.clone(), &mail).context("building the mail transport")?;
+    tracing::info!(database = %config.database_url, mail = ?mail, "evently-worker starting");
+    let engine = Evently::builder()
+        .store(shared)
+        .notifier(Arc::new(email))
+        .build()
+        .context("building the engine")?;
+    let worker = Worker::new(engine).with_config(worker_config);
+    let result = match command {
+        Command::Once => {
+            let pass = worker.run_once().await;
+            tracing::info!(
+                holds_expired = pass.holds_expired,
+                claimed = pass.jobs.claimed,
+                succeeded = pass.jobs.succeeded,
+                retried = pass.jobs.retried,
+                dead = pass.jobs.dead,
+                "pass done"
+            );
+            if pass.failures > 0 {
+                Err(anyhow::anyhow!(
+                    "{} step(s) of the pass failed (see the log)",
+                    pass.failures
+                ))
+            } else {
+                Ok(())
+            }
+        }
+        Command::Run | Command::Help => {
+            worker.run(shutdown_signal()).await;
+            Ok(())
+        }
+    };
+    store.close().await;
+    result
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(a: &[&str]) -> Vec<String> {
+        a.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn commands() {
+        assert_eq!(parse_args(&args(&[])), Ok(Command::Run));
+        assert_eq!(parse_args(&args(&["run"])), Ok(Command::Run));
+        assert_eq!(parse_args(&args(&["once"])), Ok(Command::Once));
+        assert_eq!(parse_args(&args(&["-h"])), Ok(Command::Help));
+        assert!(parse_args(&args(&["twice"])).is_err());
+        assert!(parse_args(&args(&["run", "now"])).is_err());
+    }
+}

@@ -1,0 +1,341 @@
+//! The background worker: runs due jobs (notification delivery, scheduled hold and offer expiry) and
+//! expires holds that ran out, on a polling loop with graceful shutdown.
+//!
+//! Run it as the `evently-worker` binary, or inside your own process (next to the HTTP server, say):
+//!
+//! ```no_run
+//! use std::time::Duration;
+//! use evently_core::Evently;
+//! use evently_http::worker::Worker;
+//!
+//! # async fn demo(engine: Evently) {
+//! let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+//! let handle = Worker::new(engine)
+//!     .poll_interval(Duration::from_millis(500))
+//!     .spawn(async move {
+//!         let _ = stopped.await;
+//!     });
+//! // ... later:
+//! let _ = stop.send(());
+//! handle.await.expect("worker task");
+//! # }
+//! ```
+//!
+//! Several workers (processes or tasks) may run against the same store: the job queue hands each due job
+//! to one of them at a time (a lease), and every handler is idempotent, so a job run twice — after a
+//! crash, or when a lease runs out — has the effect of once.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::time::Duration;
+
+use evently_core::{Evently, JobRunSummary};
+
+use crate::config::ConfigError;
+
+/// Polling interval variable (milliseconds).
+pub const ENV_WORKER_POLL_MS: &str = "EVENTLY_WORKER_POLL_MS";
+/// Batch size variable.
+pub const ENV_WORKER_BATCH: &str = "EVENTLY_WORKER_BATCH";
+
+/// Default pause between polls of an empty queue.
+pub const DEFAULT_POLL_INTERVAL: Duration = Duration::from_secs(1);
+/// Default number of jobs claimed at a time.
+pub const DEFAULT_BATCH: u32 = 100;
+/// Largest batch accepted.
+pub const MAX_BATCH: u32 = 10_000;
+/// Batches run back to back in one pass before the worker checks the clock again (bounds a pass when
+/// jobs keep arriving).
+const MAX_BATCHES_PER_PASS: u32 = 100;
+
+/// Worker settings from the environment.
+///
+/// | variable | default | meaning |
+/// | --- | --- | --- |
+/// | `EVENTLY_WORKER_POLL_MS` | `1000` | pause between polls of an empty queue, 10 to 3,600,000 ms |
+/// | `EVENTLY_WORKER_BATCH` | `100` | jobs claimed at a time, 1 to 10,000 |
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WorkerConfig {
+    /// Pause between polls of an empty queue.
+    pub poll_interval: Duration,
+    /// Jobs claimed at a time.
+    pub batch: u32,
+}
+
+impl Default for WorkerConfig {
+    fn default() -> Self {
+        Self {
+            poll_interval: DEFAULT_POLL_INTERVAL,
+            batch: DEFAULT_BATCH,
+        }
+    }
+}
+
+impl WorkerConfig {
+    /// Reads the process environment.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        let mut vars = HashMap::new();
+        for var in [ENV_WORKER_POLL_MS, ENV_WORKER_BATCH] {
+            match std::env::var(var) {
+                Ok(v) => {
+                    vars.insert(var, v);
+                }
+                Err(std::env::VarError::NotPresent) => {}
+                Err(std::env::VarError::NotUnicode(_)) => {
+                    return Err(ConfigError::NotUnicode { var });
+                }
+            }
+        }
+        Self::from_lookup(|name| vars.get(name).cloned())
+    }
+
+    /// Reads the variables through `lookup` (`None` = unset).
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let mut config = Self::default();
+        if let Some(v) = lookup(ENV_WORKER_POLL_MS) {
+            match v.trim().parse::<u64>() {
+                Ok(ms @ 10..=3_600_000) => config.poll_interval = Duration::from_millis(ms),
+                _ => {
+                    return Err(ConfigError::InvalidValue {
+                        var: ENV_WORKER_POLL_MS,
+                        value: v,
+                        reason: "expected milliseconds from 10 to 3600000".into(),
+                    });
+                }
+            }
+        }
+        if let Some(v) = lookup(ENV_WORKER_BATCH) {
+            match v.trim().parse::<u32>() {
+                Ok(n @ 1..=MAX_BATCH) => config.batch = n,
+                _ => {
+                    return Err(ConfigError::InvalidValue {
+                        var: ENV_WORKER_BATCH,
+                        value: v,
+                        reason: format!("expected a whole number from 1 to {MAX_BATCH}"),
+                    });
+                }
+            }
+        }
+        Ok(config)
+    }
+}
+
+/// What one [`Worker::run_once`] pass did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct WorkerPass {
+    /// Holds (and waitlist offers) expired by the sweep.
+    pub holds_expired: u32,
+    /// Jobs run, summed over the pass's batches.
+    pub jobs: JobRunSummary,
+    /// Steps that failed (each is logged); the next pass tries again.
+    pub failures: u32,
+}
+
+impl WorkerPass {
+    fn add(&mut self, s: JobRunSummary) {
+        self.jobs.claimed += s.claimed;
+        self.jobs.succeeded += s.succeeded;
+        self.jobs.retried += s.retried;
+        self.jobs.dead += s.dead;
+    }
+}
+
+/// Runs due jobs until told to stop. Cheap to build; see the [module docs](self).
+#[derive(Debug, Clone)]
+pub struct Worker {
+    engine: Evently,
+    poll_interval: Duration,
+    batch: u32,
+    expire_holds: bool,
+}
+
+impl Worker {
+    /// A worker over `engine` (whose notifiers deliver the notifications) with the default settings:
+    /// poll every second, 100 jobs a batch, sweep expired holds each pass.
+    pub fn new(engine: Evently) -> Self {
+        Self {
+            engine,
+            poll_interval: DEFAULT_POLL_INTERVAL,
+            batch: DEFAULT_BATCH,
+            expire_holds: true,
+        }
+    }
+
+    /// Applies a [`WorkerConfig`].
+    pub fn with_config(self, config: WorkerConfig) -> Self {
+        self.poll_interval(config.poll_interval)
+            .batch_size(config.batch)
+    }
+
+    /// Pause between polls when the queue has nothing due (at least 1 ms).
+    pub fn poll_interval(mut self, every: Duration) -> Self {
+        self.poll_interval = every.max(Duration::from_millis(1));
+        self
+    }
+
+    /// Jobs claimed at a time (clamped to 1..=[`MAX_BATCH`]).
+    pub fn batch_size(mut self, n: u32) -> Self {
+        self.batch = n.clamp(1, MAX_BATCH);
+        self
+    }
+
+    /// Whether each pass also sweeps holds that ran out across all events (default true). Expiry jobs
+    /// scheduled by the engine run either way.
+    pub fn expire_holds(mut self, yes: bool) -> Self {
+        self.expire_holds = yes;
+        self
+    }
+
+    /// The engine.
+    pub fn engine(&self) -> &Evently {
+        &self.engine
+    }
+
+    /// One pass: sweeps expired holds (if enabled), then runs batches of due jobs until a batch comes
+    /// back short (the queue is drained) or a bound on batches is hit. Errors are logged and counted.
+    pub async fn run_once(&self) -> WorkerPass {
+        let mut pass = WorkerPass::default();
+        if self.expire_holds {
+            match self.engine.expire_holds().await {
+                Ok(n) => {
+                    pass.holds_expired = n;
+                    if n > 0 {
+                        tracing::info!(expired = n, "expired holds");
+                    }
+                }
+                Err(e) => {
+                    pass.failures += 1;
+                    tracing::error!(error = %e, "expiring holds failed");
+                }
+            }
+        }
+        for _ in 0..MAX_BATCHES_PER_PASS {
+            match self.engine.run_jobs(self.batch).await {
+                Ok(summary) => {
+                    pass.add(summary);
+                    if summary.claimed < self.batch {
+                        break;
+                    }
+                }
+                Err(e) => {
+                    pass.failures += 1;
+                    tracing::error!(error = %e, "running jobs failed");
+                    break;
+                }
+            }
+        }
+        if pass.jobs.claimed > 0 {
+            tracing::debug!(jobs = ?pass.jobs, "worker pass");
+        }
+        pass
+    }
+
+    /// Runs passes until `shutdown` completes: a pass, then a pause of the polling interval when the
+    /// queue was drained (none when a pass stopped at its batch bound). A pass in progress is finished
+    /// before stopping, so no claimed job is abandoned mid-way. Each pass runs in its own task, so a
+    /// panicking notifier is logged and the loop goes on (its jobs are retried when their lease runs out).
+    pub async fn run(self, shutdown: impl Future<Output = ()>) {
+        tokio::pin!(shutdown);
+        tracing::info!(
+            poll_ms = u64::try_from(self.poll_interval.as_millis()).unwrap_or(u64::MAX),
+            batch = self.batch,
+            "worker started"
+        );
+        loop {
+            // Stop between passes if asked to (never in the middle of one).
+            tokio::select! {
+                biased;
+                () = &mut shutdown => break,
+                () = std::future::ready(()) => {}
+            }
+            let worker = self.clone();
+            let pass = match tokio::spawn(async move { worker.run_once().await }).await {
+                Ok(pass) => pass,
+                Err(e) => {
+                    tracing::error!(error = %e, "worker pass aborted");
+                    WorkerPass {
+                        failures: 1,
+                        ..Default::default()
+                    }
+                }
+            };
+            let saturated = pass.failures == 0
+                && pass.jobs.claimed >= self.batch.saturating_mul(MAX_BATCHES_PER_PASS);
+            if !saturated {
+                tokio::select! {
+                    () = &mut shutdown => break,
+                    () = tokio::time::sleep(self.poll_interval) => {}
+                }
+            }
+        }
+        tracing::info!("worker stopped");
+    }
+
+    /// Spawns [`Worker::run`] on the current Tokio runtime, e.g. inside the server process.
+    pub fn spawn(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> tokio::task::JoinHandle<()> {
+        tokio::spawn(self.run(shutdown))
+    }
+}
+
+/// Completes on SIGINT (Ctrl-C) or, on Unix, SIGTERM: a shutdown future for [`Worker::run`].
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        if let Err(e) = tokio::signal::ctrl_c().await {
+            tracing::error!(error = %e, "cannot listen for Ctrl-C");
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = terminate => {},
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn from(pairs: &[(&str, &str)]) -> Result<WorkerConfig, ConfigError> {
+        let map: HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        WorkerConfig::from_lookup(|k| map.get(k).cloned())
+    }
+
+    #[test]
+    fn config_defaults_and_values() {
+        assert_eq!(from(&[]).unwrap(), WorkerConfig::default());
+        let c = from(&[(ENV_WORKER_POLL_MS, "250"), (ENV_WORKER_BATCH, "7")]).unwrap();
+        assert_eq!(c.poll_interval, Duration::from_millis(250));
+        assert_eq!(c.batch, 7);
+        for (var, bad) in [
+            (ENV_WORKER_POLL_MS, "0"),
+            (ENV_WORKER_POLL_MS, "soon"),
+            (ENV_WORKER_BATCH, "0"),
+            (ENV_WORKER_BATCH, "10001"),
+        ] {
+            assert!(
+                matches!(from(&[(var, bad)]), Err(ConfigError::InvalidValue { var: v, .. }) if v == var),
+                "{var}={bad}"
+            );
+        }
+    }
+}
