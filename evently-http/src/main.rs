@@ -18,6 +18,7 @@ use std::time::Duration;
 use anyhow::Context;
 use evently_core::Evently;
 use evently_http::maintenance::run_maintenance;
+use evently_http::notify::{EmailConfig, EmailNotifier};
 use evently_http::{AppState, Config, app};
 use evently_storage::{PostgresConfig, PostgresStore, SqliteConfig, SqliteStore};
 use tokio::sync::watch;
@@ -38,6 +39,11 @@ environment:
   EVENTLY_JWT_TTL_SECS      token lifetime in seconds (default 3600)
   EVENTLY_ADMIN_EMAIL       with EVENTLY_ADMIN_PASSWORD: admin account created at start if missing
   EVENTLY_ADMIN_PASSWORD
+  EVENTLY_MAIL_TRANSPORT    smtp, file or log (default smtp if EVENTLY_SMTP_URL is set, else file)
+  EVENTLY_SMTP_URL          smtp://[user:pass@]host[:port][?tls=required|opportunistic] or smtps://...
+  EVENTLY_SMTP_TIMEOUT_SECS SMTP command timeout (default 30)
+  EVENTLY_MAIL_DIR          directory of the file transport (default evently-mail)
+  EVENTLY_MAIL_FROM         sender (default Evently <noreply@localhost>)
   RUST_LOG                  log filter (default info)
 ";
 
@@ -148,8 +154,16 @@ async fn serve() -> anyhow::Result<()> {
         );
     }
     let store = open_store(&config).await?;
+    let mail = EmailConfig::from_env().context("reading the mail configuration")?;
+    let shared: Arc<dyn evently_core::Store> = Arc::new(store.clone());
+    // Notifications are delivered by e-mail from this process (the maintenance loop runs the job
+    // queue); an `evently-worker` on the same database can share the work: job leases keep two
+    // workers from running one job.
+    let email = EmailNotifier::from_config(shared.clone(), &mail)
+        .context("building the mail transport")?;
     let engine = Evently::builder()
-        .store(Arc::new(store.clone()))
+        .store(shared)
+        .notifier(Arc::new(email))
         .build()
         .context("building the engine")?;
     let state = AppState::new(
