@@ -159,8 +159,8 @@ async fn serve() -> anyhow::Result<()> {
     // Notifications are delivered by e-mail from this process (the maintenance loop runs the job
     // queue); an `evently-worker` on the same database can share the work: job leases keep two
     // workers from running one job.
-    let email = EmailNotifier::from_config(shared.clone(), &mail)
-        .context("building the mail transport")?;
+    let email =
+        EmailNotifier::from_config(shared.clone(), &mail).context("building the mail transport")?;
     let engine = Evently::builder()
         .store(shared)
         .notifier(Arc::new(email))

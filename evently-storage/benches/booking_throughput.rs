@@ -139,7 +139,11 @@ async fn run(tasks: usize, bookings: u64, hold: bool) -> (f64, u64) {
     }
     let secs = start.elapsed().as_secs_f64();
     let e = engine.event(ev.id).await.expect("event");
-    let sold = if hold { e.seats_held } else { e.seats_confirmed };
+    let sold = if hold {
+        e.seats_held
+    } else {
+        e.seats_confirmed
+    };
     assert_eq!(
         u64::from(sold),
         booked,
@@ -159,7 +163,11 @@ fn main() {
     println!(
         "engine on MemoryStore, one event, {} one-seat {} per run, {} runtime threads, {} cores",
         a.bookings,
-        if a.hold { "holds" } else { "confirmed bookings" },
+        if a.hold {
+            "holds"
+        } else {
+            "confirmed bookings"
+        },
         a.threads,
         std::thread::available_parallelism().map_or(0, |n| n.get())
     );
