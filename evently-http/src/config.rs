@@ -135,21 +135,28 @@ impl fmt::Debug for Config {
     }
 }
 
+/// The values of `vars` in the process environment (unset ones left out); a value that is not
+/// Unicode is an error naming its variable. Feeds the `from_lookup` constructors of every config.
+pub(crate) fn env_snapshot(
+    vars: &[&'static str],
+) -> Result<HashMap<&'static str, String>, ConfigError> {
+    let mut out = HashMap::new();
+    for &var in vars {
+        match std::env::var(var) {
+            Ok(v) => {
+                out.insert(var, v);
+            }
+            Err(std::env::VarError::NotPresent) => {}
+            Err(std::env::VarError::NotUnicode(_)) => return Err(ConfigError::NotUnicode { var }),
+        }
+    }
+    Ok(out)
+}
+
 impl Config {
     /// Reads the process environment.
     pub fn from_env() -> Result<Self, ConfigError> {
-        let mut vars = HashMap::new();
-        for var in ALL_VARS {
-            match std::env::var(var) {
-                Ok(v) => {
-                    vars.insert(var, v);
-                }
-                Err(std::env::VarError::NotPresent) => {}
-                Err(std::env::VarError::NotUnicode(_)) => {
-                    return Err(ConfigError::NotUnicode { var });
-                }
-            }
-        }
+        let vars = env_snapshot(&ALL_VARS)?;
         Self::from_lookup(|name| vars.get(name).cloned())
     }
 

@@ -19,6 +19,7 @@ use anyhow::Context;
 use evently_core::Evently;
 use evently_http::maintenance::run_maintenance;
 use evently_http::notify::{EmailConfig, EmailNotifier};
+use evently_http::worker::shutdown_signal;
 use evently_http::{AppState, Config, app};
 use evently_storage::{PostgresConfig, PostgresStore, SqliteConfig, SqliteStore};
 use tokio::sync::watch;
@@ -207,34 +208,6 @@ async fn serve() -> anyhow::Result<()> {
     }
     store.close().await;
     served
-}
-
-/// Completes on SIGINT (Ctrl-C) or, on Unix, SIGTERM.
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        if let Err(e) = tokio::signal::ctrl_c().await {
-            tracing::error!(error = %e, "cannot listen for Ctrl-C");
-            std::future::pending::<()>().await;
-        }
-    };
-    #[cfg(unix)]
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(e) => {
-                tracing::error!(error = %e, "cannot listen for SIGTERM");
-                std::future::pending::<()>().await;
-            }
-        }
-    };
-    #[cfg(not(unix))]
-    let terminate = std::future::pending::<()>();
-    tokio::select! {
-        () = ctrl_c => {},
-        () = terminate => {},
-    }
 }
 
 #[cfg(test)]

@@ -25,7 +25,6 @@
 //! to one of them at a time (a lease), and every handler is idempotent, so a job run twice — after a
 //! crash, or when a lease runs out — has the effect of once.
 
-use std::collections::HashMap;
 use std::future::Future;
 use std::time::Duration;
 
@@ -74,18 +73,7 @@ impl Default for WorkerConfig {
 impl WorkerConfig {
     /// Reads the process environment.
     pub fn from_env() -> Result<Self, ConfigError> {
-        let mut vars = HashMap::new();
-        for var in [ENV_WORKER_POLL_MS, ENV_WORKER_BATCH] {
-            match std::env::var(var) {
-                Ok(v) => {
-                    vars.insert(var, v);
-                }
-                Err(std::env::VarError::NotPresent) => {}
-                Err(std::env::VarError::NotUnicode(_)) => {
-                    return Err(ConfigError::NotUnicode { var });
-                }
-            }
-        }
+        let vars = crate::config::env_snapshot(&[ENV_WORKER_POLL_MS, ENV_WORKER_BATCH])?;
         Self::from_lookup(|name| vars.get(name).cloned())
     }
 
@@ -313,7 +301,7 @@ mod tests {
     use super::*;
 
     fn from(pairs: &[(&str, &str)]) -> Result<WorkerConfig, ConfigError> {
-        let map: HashMap<String, String> = pairs
+        let map: std::collections::HashMap<String, String> = pairs
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect();

@@ -26,7 +26,6 @@
 //! # Ok(()) }
 //! ```
 
-use std::collections::HashMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -341,18 +340,7 @@ fn redact_url(url: &str) -> String {
 impl EmailConfig {
     /// Reads the process environment (see the table above).
     pub fn from_env() -> Result<Self, ConfigError> {
-        let mut vars = HashMap::new();
-        for var in ALL_VARS {
-            match std::env::var(var) {
-                Ok(v) => {
-                    vars.insert(var, v);
-                }
-                Err(std::env::VarError::NotPresent) => {}
-                Err(std::env::VarError::NotUnicode(_)) => {
-                    return Err(ConfigError::NotUnicode { var });
-                }
-            }
-        }
+        let vars = crate::config::env_snapshot(&ALL_VARS)?;
         Self::from_lookup(|name| vars.get(name).cloned())
     }
 
@@ -690,7 +678,7 @@ mod tests {
     use super::*;
 
     fn lookup(pairs: &[(&str, &str)]) -> Result<EmailConfig, ConfigError> {
-        let map: HashMap<String, String> = pairs
+        let map: std::collections::HashMap<String, String> = pairs
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect();
