@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, mpsc};
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use sha2::{Digest, Sha256};
 use wasmtime::component::types::ComponentItem;
@@ -90,21 +90,11 @@ impl Ticker {
         let thread = std::thread::Builder::new()
             .name("evently-plugin-epoch".into())
             .spawn(move || {
-                // The epoch follows the clock: after a late wake-up (a busy machine) it catches up
-                // at once instead of drifting, so deadlines stay wall-clock deadlines.
-                let start = Instant::now();
-                let mut ticks: u64 = 0;
-                loop {
-                    let next = start + Duration::from_micros((ticks + 1) * TICK_US);
-                    match rx.recv_timeout(next.saturating_duration_since(Instant::now())) {
-                        Err(mpsc::RecvTimeoutError::Timeout) => {}
-                        _ => break,
-                    }
-                    let due = (start.elapsed().as_micros() / u128::from(TICK_US)) as u64;
-                    while ticks < due {
-                        engine.increment_epoch();
-                        ticks += 1;
-                    }
+                // One increment per tick, never a catch-up burst: ticks owed from before a call
+                // started would count against that call and stop it early. A late wake-up (a busy
+                // machine) makes a deadline late, never early.
+                while let Err(mpsc::RecvTimeoutError::Timeout) = rx.recv_timeout(EPOCH_TICK) {
+                    engine.increment_epoch();
                 }
             })
             .map_err(|e| PluginError::Config {
@@ -209,7 +199,10 @@ impl PluginHost {
             .timeout
             .as_micros()
             .div_ceil(EPOCH_TICK.as_micros())
-            .max(1) as u64;
+            .max(1) as u64
+            // The call starts somewhere inside the current tick: one more tick makes the deadline a
+            // lower bound (a call gets at least `timeout`, at most `timeout` + one tick).
+            + 1;
         let ticker = Ticker::start(engine.clone())?;
         Ok(Self {
             inner: Arc::new(HostInner {
