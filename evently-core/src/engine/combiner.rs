@@ -36,6 +36,26 @@ struct Slot {
     leading: bool,
 }
 
+/// Returns `Pending` once (waking itself at once), then `Ready`: lets the executor run other ready
+/// tasks first, without depending on a runtime.
+struct YieldNow(bool);
+
+impl std::future::Future for YieldNow {
+    type Output = ();
+
+    fn poll(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<()> {
+        if self.0 {
+            return std::task::Poll::Ready(());
+        }
+        self.0 = true;
+        cx.waker().wake_by_ref();
+        std::task::Poll::Pending
+    }
+}
+
 /// Per-event queues of booking requests.
 #[derive(Default)]
 pub(crate) struct Combiner {
@@ -110,6 +130,10 @@ impl Evently {
                 }
             }
             let _leadership = Leadership { combiner, event };
+            // Give requests that are already on their way (tasks woken by the previous batch's
+            // answers) one turn of the scheduler to queue, so they ride in this transaction instead
+            // of waiting for the next one.
+            YieldNow(false).await;
             let others: Vec<Waiter> = combiner.with(|slots| {
                 let slot = slots.entry(event).or_default();
                 let n = slot.queue.len().min(max.saturating_sub(1));
