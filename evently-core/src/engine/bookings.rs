@@ -468,7 +468,27 @@ impl Evently {
                 account(event, &b, Some(BookingStatus::Held))?;
                 tx.update_booking(&b).await?;
                 n += 1;
-                if let BookingSource::WaitlistOffer(entry_id) = b.source
+                if b.source == BookingSource::Direct {
+                    self.notify(
+                        tx,
+                        Draft {
+                            user_id: b.user_id,
+                            kind: NotificationKind::HoldExpired,
+                            title: ["Hold expired: ", &event.name].concat(),
+                            message: format!(
+                                "Your hold on {} seat(s) for {} ran out before it was confirmed; \
+                                 the seats are released.",
+                                b.quantity, event.name
+                            ),
+                            data: vec![
+                                ("booking_id", b.id.to_string()),
+                                ("event_id", event.id.to_string()),
+                            ],
+                        },
+                        now,
+                    )
+                    .await?;
+                } else if let BookingSource::WaitlistOffer(entry_id) = b.source
                     && let Some(mut entry) = tx.waitlist_entry(entry_id).await?
                     && entry.status == WaitlistStatus::Offered
                 {

@@ -277,6 +277,17 @@ pub async fn engine_hold_expiry(store: Arc<dyn Store>) {
     assert_eq!(h.seats(&ev).await, (0, 0, 3));
     let b = h.engine.booking(&bob, second.id).await.expect("booking");
     assert_eq!(b.status, BookingStatus::Expired);
+    // The sweep tells the holder, in the same transaction.
+    let told: Vec<_> = h
+        .engine
+        .notifications(&bob, 50)
+        .await
+        .expect("notifications")
+        .into_iter()
+        .filter(|n| n.kind == NotificationKind::HoldExpired)
+        .collect();
+    assert_eq!(told.len(), 1, "{told:?}");
+    assert_eq!(told[0].data.get("booking_id"), Some(&second.id.to_string()));
     assert_eq!(h.book(&bob, &ev, 3).await.status, BookingStatus::Confirmed);
 }
 
