@@ -41,7 +41,7 @@ pub mod ports;
 
 pub use engine::{
     BookingRequest, EngineConfig, Evently, EventlyBuilder, JobRunSummary, PolicyFailureMode,
-    PolicyRegistry,
+    PolicyRegistry, Reservation,
 };
 pub use error::{Entity, Error, PolicyError, Result, StoreError};
 pub use ids::{

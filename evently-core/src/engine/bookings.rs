@@ -54,6 +54,15 @@ pub(crate) enum Mode {
     Book,
 }
 
+/// What [`Evently::book_reporting_replay`] and [`Evently::hold_reporting_replay`] answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reservation {
+    /// The booking: the new one, or the one an earlier request with the same key made.
+    pub booking: Booking,
+    /// Whether `booking` comes from an earlier request with the same idempotency key.
+    pub replayed: bool,
+}
+
 /// A validated booking request waiting for its transaction.
 #[derive(Debug, Clone)]
 pub(crate) struct Pending {
@@ -69,12 +78,36 @@ impl Evently {
     /// Holds seats until the hold time runs out; [`Evently::confirm`] turns the hold into a sale.
     /// Fails with [`Error::SoldOut`] when too few seats are free.
     pub async fn hold(&self, actor: &Actor, req: BookingRequest) -> Result<Booking> {
-        self.reserve(actor, req, Mode::Hold).await
+        self.reserve(actor, req, Mode::Hold)
+            .await
+            .map(|r| r.booking)
     }
 
     /// Books seats directly (confirmed at once, tickets issued).
     /// Fails with [`Error::SoldOut`] when too few seats are free.
     pub async fn book(&self, actor: &Actor, req: BookingRequest) -> Result<Booking> {
+        self.reserve(actor, req, Mode::Book)
+            .await
+            .map(|r| r.booking)
+    }
+
+    /// [`Evently::hold`], also telling whether the answer replays an earlier request with the same
+    /// idempotency key (an API answers a replay differently, e.g. 200 instead of 201).
+    pub async fn hold_reporting_replay(
+        &self,
+        actor: &Actor,
+        req: BookingRequest,
+    ) -> Result<Reservation> {
+        self.reserve(actor, req, Mode::Hold).await
+    }
+
+    /// [`Evently::book`], also telling whether the answer replays an earlier request with the same
+    /// idempotency key.
+    pub async fn book_reporting_replay(
+        &self,
+        actor: &Actor,
+        req: BookingRequest,
+    ) -> Result<Reservation> {
         self.reserve(actor, req, Mode::Book).await
     }
 
@@ -104,7 +137,7 @@ impl Evently {
         Ok(ttl)
     }
 
-    async fn reserve(&self, actor: &Actor, req: BookingRequest, mode: Mode) -> Result<Booking> {
+    async fn reserve(&self, actor: &Actor, req: BookingRequest, mode: Mode) -> Result<Reservation> {
         let ttl = self.check_request(&req)?;
         let pending = Pending {
             booking_id: BookingId(self.inner.ids.uuid()),
@@ -147,6 +180,11 @@ impl Evently {
                 other
             }
         }
+        .map(|booking| Reservation {
+            // A new booking carries the id assigned above; a replay is the earlier one.
+            replayed: booking.id != pending.booking_id,
+            booking,
+        })
     }
 
     /// One request in a transaction of its own, retried while it fails transiently.

@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 
-pub use bookings::BookingRequest;
+pub use bookings::{BookingRequest, Reservation};
 pub use jobs::JobRunSummary;
 pub use policies::{PolicyFailureMode, PolicyRegistry};
 

@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
-use evently_core::{Actor, Booking, BookingId, BookingRequest, Error as CoreError, EventId};
+use evently_core::{BookingId, BookingRequest, Error as CoreError, EventId, Reservation};
 use uuid::Uuid;
 
 use crate::AppState;
@@ -39,17 +39,13 @@ pub(crate) async fn create(
         (BookingMode::Hold, Some(secs)) => req = req.hold_for(Duration::from_secs(secs)),
         _ => {}
     }
-    let replay = match &key {
-        Some(k) => {
-            req = req.idempotency_key(k.clone());
-            existing_booking(&state, &actor, k).await?.is_some()
-        }
-        None => false,
-    };
+    if let Some(k) = key {
+        req = req.idempotency_key(k);
+    }
     let engine = state.engine();
-    let booking = match body.mode {
-        BookingMode::Book => engine.book(&actor, req).await,
-        BookingMode::Hold => engine.hold(&actor, req).await,
+    let Reservation { booking, replayed } = match body.mode {
+        BookingMode::Book => engine.book_reporting_replay(&actor, req).await,
+        BookingMode::Hold => engine.hold_reporting_replay(&actor, req).await,
     }
     .map_err(|e| match e {
         CoreError::Validation {
@@ -61,7 +57,7 @@ pub(crate) async fn create(
         },
         other => other,
     })?;
-    let status = if replay {
+    let status = if replayed {
         StatusCode::OK
     } else {
         tracing::info!(booking_id = %booking.id, event_id = %booking.event_id, user_id = %actor.user_id,
@@ -95,25 +91,6 @@ fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
             )
         })?;
     Ok(Some(key.to_owned()))
-}
-
-/// The actor's booking made with this idempotency key, if any: tells a replay (200) from a new
-/// booking (201). Two concurrent first attempts may both see none; the engine still books only once.
-async fn existing_booking(
-    state: &AppState,
-    actor: &Actor,
-    key: &str,
-) -> Result<Option<Booking>, ApiError> {
-    let mut tx = state
-        .engine()
-        .store()
-        .begin_read()
-        .await
-        .map_err(CoreError::from)?;
-    Ok(tx
-        .booking_by_idempotency_key(actor.user_id, key)
-        .await
-        .map_err(CoreError::from)?)
 }
 
 /// `GET /bookings/{id}`: one's own booking (admins: any). Someone else's is a 404.

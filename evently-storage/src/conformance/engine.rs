@@ -208,22 +208,28 @@ pub async fn engine_idempotent_booking(store: Arc<dyn Store>) {
     let tasks: Vec<_> = (0..50)
         .map(|_| {
             let (engine, req) = (h.engine.clone(), req.clone());
-            tokio::spawn(async move { engine.book(&alice, req).await })
+            tokio::spawn(async move { engine.book_reporting_replay(&alice, req).await })
         })
         .collect();
     let mut ids = HashSet::new();
+    let mut new = 0;
     for t in tasks {
-        ids.insert(
-            t.await
-                .expect("task panicked")
-                .expect("every retry succeeds")
-                .id,
-        );
+        let r = t
+            .await
+            .expect("task panicked")
+            .expect("every retry succeeds");
+        new += usize::from(!r.replayed);
+        ids.insert(r.booking.id);
     }
     assert_eq!(ids.len(), 1, "one booking for one key: {ids:?}");
+    assert_eq!(new, 1, "exactly one call made the booking, 49 replayed it");
     assert_eq!(h.seats(&ev).await, (0, 2, 8));
-    let again = h.engine.book(&alice, req.clone()).await.expect("replay");
-    assert!(ids.contains(&again.id));
+    let again = h
+        .engine
+        .book_reporting_replay(&alice, req.clone())
+        .await
+        .expect("replay");
+    assert!(again.replayed && ids.contains(&again.booking.id));
 
     let other = BookingRequest::new(ev.id, 3).idempotency_key(key.clone());
     expect_err(
