@@ -71,7 +71,6 @@ pub mod config;
 pub mod dto;
 pub mod error;
 pub mod extract;
-pub mod maintenance;
 pub mod notify;
 mod routes;
 pub mod tickets;

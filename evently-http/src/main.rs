@@ -13,13 +13,11 @@
 
 use std::process::ExitCode;
 use std::sync::Arc;
-use std::time::Duration;
 
 use anyhow::Context;
 use evently_core::Evently;
-use evently_http::maintenance::run_maintenance;
 use evently_http::notify::{EmailConfig, EmailNotifier};
-use evently_http::worker::shutdown_signal;
+use evently_http::worker::{Worker, WorkerConfig, shutdown_signal};
 use evently_http::{AppState, Config, app};
 use evently_storage::{PostgresConfig, PostgresStore, SqliteConfig, SqliteStore};
 use tokio::sync::watch;
@@ -45,11 +43,10 @@ environment:
   EVENTLY_SMTP_TIMEOUT_SECS SMTP command timeout (default 30)
   EVENTLY_MAIL_DIR          directory of the file transport (default evently-mail)
   EVENTLY_MAIL_FROM         sender (default Evently <noreply@localhost>)
+  EVENTLY_WORKER_POLL_MS    how often holds expire and due jobs run (default 1000)
+  EVENTLY_WORKER_BATCH      jobs claimed at a time (default 100)
   RUST_LOG                  log filter (default info)
 ";
-
-/// How often expired holds are released and due jobs run.
-const MAINTENANCE_EVERY: Duration = Duration::from_secs(5);
 
 #[derive(Debug, PartialEq, Eq)]
 enum Command {
@@ -156,8 +153,9 @@ async fn serve() -> anyhow::Result<()> {
     }
     let store = open_store(&config).await?;
     let mail = EmailConfig::from_env().context("reading the mail configuration")?;
+    let worker_config = WorkerConfig::from_env().context("reading the worker configuration")?;
     let shared: Arc<dyn evently_core::Store> = Arc::new(store.clone());
-    // Notifications are delivered by e-mail from this process (the maintenance loop runs the job
+    // Notifications are delivered by e-mail from this process (the in-process worker runs the job
     // queue); an `evently-worker` on the same database can share the work: job leases keep two
     // workers from running one job.
     let email =
@@ -188,11 +186,10 @@ async fn serve() -> anyhow::Result<()> {
         // Err only when the sender is gone, which also means stop.
         let _ = rx.wait_for(|stop| *stop).await;
     };
-    let maintenance = tokio::spawn(run_maintenance(
-        engine,
-        MAINTENANCE_EVERY,
-        stopped(stop_rx.clone()),
-    ));
+    // Hold expiry and the job queue run in this process (`EVENTLY_WORKER_*` tune it).
+    let worker = Worker::new(engine)
+        .with_config(worker_config)
+        .spawn(stopped(stop_rx.clone()));
     tokio::spawn(async move {
         shutdown_signal().await;
         tracing::info!("shutting down");
@@ -203,8 +200,8 @@ async fn serve() -> anyhow::Result<()> {
         .with_graceful_shutdown(stopped(stop_rx))
         .await
         .context("serving HTTP");
-    if let Err(e) = maintenance.await {
-        tracing::error!(error = %e, "maintenance task failed");
+    if let Err(e) = worker.await {
+        tracing::error!(error = %e, "worker task failed");
     }
     store.close().await;
     served
