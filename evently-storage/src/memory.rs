@@ -1,7 +1,7 @@
 //! An in-memory store. One lock guards all data for the length of a transaction, so transactions are
 //! serialisable; an undo log rolls back a transaction that is dropped without commit.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -41,6 +41,7 @@ struct State {
     tickets_by_booking: HashMap<BookingId, Vec<String>>,
     notifications: HashMap<NotificationId, Notification>,
     notifications_by_user: HashMap<UserId, Vec<NotificationId>>,
+    deliveries: HashMap<NotificationId, BTreeMap<String, DateTime<Utc>>>,
     push: HashMap<String, PushSubscription>,
     jobs: HashMap<JobId, Job>,
     job_dedupe: HashMap<String, JobId>,
@@ -80,7 +81,12 @@ impl State {
         let mut s = JobStats::default();
         for j in self.jobs.values() {
             match j.status {
-                JobStatus::Queued => s.queued += 1,
+                JobStatus::Queued => {
+                    s.queued += 1;
+                    if j.last_error.is_some() {
+                        s.retrying += 1;
+                    }
+                }
                 JobStatus::Running => s.running += 1,
                 JobStatus::Done => s.done += 1,
                 JobStatus::Dead => s.dead += 1,
@@ -619,6 +625,7 @@ impl NotificationRepository for MemoryTx {
         let (id, user) = (n.id, n.user_id);
         self.on_rollback(move |s| {
             s.notifications.remove(&id);
+            s.deliveries.remove(&id);
             if let Some(v) = s.notifications_by_user.get_mut(&user) {
                 v.retain(|x| *x != id);
             }
@@ -642,6 +649,44 @@ impl NotificationRepository for MemoryTx {
         self.on_rollback(move |s| {
             if let Some(n) = s.notifications.get_mut(&id) {
                 n.sent_at = None;
+            }
+        });
+        Ok(true)
+    }
+
+    async fn notification_deliveries(&mut self, id: NotificationId) -> R<Vec<String>> {
+        Ok(self
+            .st()
+            .deliveries
+            .get(&id)
+            .map(|m| m.keys().cloned().collect())
+            .unwrap_or_default())
+    }
+
+    async fn record_notification_delivery(
+        &mut self,
+        id: NotificationId,
+        channel: &str,
+        at: DateTime<Utc>,
+    ) -> R<bool> {
+        if channel.is_empty() || channel.chars().count() > 64 {
+            return Err(StoreError::CheckViolation {
+                constraint: "notification_deliveries_channel_check".into(),
+            });
+        }
+        let st = self.st();
+        if !st.notifications.contains_key(&id) {
+            return Err(fk("notification_deliveries_notification_id_fkey"));
+        }
+        let channels = st.deliveries.entry(id).or_default();
+        if channels.contains_key(channel) {
+            return Ok(false);
+        }
+        channels.insert(channel.to_owned(), at);
+        let channel = channel.to_owned();
+        self.on_rollback(move |s| {
+            if let Some(m) = s.deliveries.get_mut(&id) {
+                m.remove(&channel);
             }
         });
         Ok(true)
@@ -753,8 +798,34 @@ impl JobSink for MemoryTx {
 
 #[async_trait]
 impl JobQueue for MemoryStore {
+    fn queue_name(&self) -> &str {
+        "memory"
+    }
+
     async fn enqueue(&self, job: &NewJob) -> R<Option<JobId>> {
         Ok(insert_job(&mut *self.state.lock().await, job).map(|j| j.id))
+    }
+
+    async fn accept(&self, job: &Job) -> R<bool> {
+        let mut st = self.state.lock().await;
+        if st.jobs.contains_key(&job.id)
+            || job
+                .dedupe_key
+                .as_ref()
+                .is_some_and(|k| st.job_dedupe.contains_key(k))
+        {
+            return Ok(false);
+        }
+        let j = Job {
+            status: JobStatus::Queued,
+            locked_until: None,
+            ..job.clone()
+        };
+        if let Some(k) = &j.dedupe_key {
+            st.job_dedupe.insert(k.clone(), j.id);
+        }
+        st.jobs.insert(j.id, j);
+        Ok(true)
     }
 
     async fn claim(&self, limit: u32, now: DateTime<Utc>, lease: Duration) -> R<Vec<Job>> {

@@ -192,6 +192,11 @@ pub(crate) const NOTIFICATION_COLUMNS: &str =
     "id, user_id, kind, title, message, data, created_at, sent_at";
 
 /// Decodes a [`Notification`].
+/// The `channel` column of a `notification_deliveries` row.
+pub(crate) fn delivery_channel(row: &impl Columns) -> R<String> {
+    row.text("channel")
+}
+
 pub(crate) fn notification(row: &impl Columns) -> R<Notification> {
     Ok(Notification {
         id: id(row, "id")?,
@@ -243,7 +248,9 @@ pub(crate) fn job(row: &impl Columns) -> R<Job> {
 }
 
 /// The query [`job_stats`] decodes.
-pub(crate) const JOB_STATS_SQL: &str = "SELECT status, COUNT(*) AS n FROM jobs GROUP BY status";
+pub(crate) const JOB_STATS_SQL: &str = "SELECT status, \
+     CASE WHEN last_error IS NULL THEN 0 ELSE 1 END AS failed, COUNT(*) AS n \
+     FROM jobs GROUP BY status, failed";
 
 /// Sums the rows of [`JOB_STATS_SQL`] into [`JobStats`].
 pub(crate) fn job_stats<C: Columns>(rows: &[C]) -> R<JobStats> {
@@ -251,7 +258,12 @@ pub(crate) fn job_stats<C: Columns>(rows: &[C]) -> R<JobStats> {
     for row in rows {
         let n: u64 = int_as(row, "n")?;
         match parsed(row, "status", JobStatus::parse)? {
-            JobStatus::Queued => stats.queued += n,
+            JobStatus::Queued => {
+                stats.queued += n;
+                if int_as::<u64>(row, "failed")? != 0 {
+                    stats.retrying += n;
+                }
+            }
             JobStatus::Running => stats.running += n,
             JobStatus::Done => stats.done += n,
             JobStatus::Dead => stats.dead += n,

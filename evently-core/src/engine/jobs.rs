@@ -1,9 +1,11 @@
+use std::sync::Arc;
+
 use chrono::{DateTime, Utc};
 
 use super::{Evently, chrono_dur};
 use crate::model::{Job, JobPayload};
-use crate::ports::{Delivery, NotifyError};
-use crate::{Error, Result};
+use crate::ports::{Delivery, JobQueue, NotifyError};
+use crate::{Error, NotificationId, Result};
 
 /// What one [`Evently::run_jobs`] pass did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -19,11 +21,59 @@ pub struct JobRunSummary {
 }
 
 impl Evently {
-    /// Claims up to `limit` due jobs from the store's queue and runs them: notification delivery through the
-    /// configured notifiers, hold and offer expiry. Every handler is idempotent, so a job delivered twice
-    /// has the effect of once. Failures are retried with exponential backoff until `max_attempts`.
+    /// The queue workers claim jobs from: the one given to [`EventlyBuilder::queue`](super::EventlyBuilder::queue),
+    /// else the store's own.
+    pub fn job_queue(&self) -> Arc<dyn JobQueue> {
+        match &self.inner.work_queue {
+            Some(q) => Arc::clone(q),
+            None => self.inner.store.job_queue(),
+        }
+    }
+
+    /// Hands up to `limit` due jobs from the store's queue (the outbox every transaction writes its jobs
+    /// to) over to the work queue given to [`EventlyBuilder::queue`](super::EventlyBuilder::queue), and
+    /// returns how many were handed over. Does nothing (returns 0) when the engine has no separate work
+    /// queue. Safe to run from several workers at once and to interrupt at any point: a job is claimed in
+    /// the outbox, accepted by the work queue (idempotent by job id), then completed in the outbox; a relay
+    /// that dies in between leaves the outbox claim to lapse, and the next relay's hand-over is a no-op.
+    pub async fn relay_jobs(&self, limit: u32) -> Result<u32> {
+        let Some(target) = &self.inner.work_queue else {
+            return Ok(0);
+        };
+        let outbox = self.inner.store.job_queue();
+        let jobs = outbox
+            .claim(limit, self.now(), self.inner.config.job_lease)
+            .await?;
+        let mut moved = 0u32;
+        for mut job in jobs {
+            // The outbox claim is not an attempt to run the job.
+            job.attempts = job.attempts.saturating_sub(1);
+            let taken = target.accept(&job).await?;
+            outbox.complete(job.id).await?;
+            if taken {
+                moved += 1;
+            } else {
+                tracing::debug!(job_id = %job.id, queue = target.queue_name(), "job already handed over");
+            }
+        }
+        if moved > 0 {
+            metrics::counter!("evently_jobs_relayed_total", "queue" => target.queue_name().to_owned())
+                .increment(u64::from(moved));
+        }
+        Ok(moved)
+    }
+
+    /// Claims up to `limit` due jobs from the [work queue](Self::job_queue) and runs them: notification
+    /// delivery through the configured notifiers, hold and offer expiry. Every handler is idempotent, so a
+    /// job delivered twice has the effect of once. Failures are retried with exponential backoff and
+    /// jitter until the job's `max_attempts`, then the job is dead and keeps the last error.
+    ///
+    /// Metrics (through the `metrics` facade, labelled with the queue's name): `evently_jobs_total`
+    /// (`kind`, `outcome` = ok / retry / dead) and `evently_job_latency_seconds` (from when a job was due
+    /// to when a worker claimed it).
     pub async fn run_jobs(&self, limit: u32) -> Result<JobRunSummary> {
-        let queue = self.inner.store.job_queue();
+        let queue = self.job_queue();
+        let queue_name = queue.queue_name().to_owned();
         let now = self.now();
         let jobs = queue.claim(limit, now, self.inner.config.job_lease).await?;
         let mut summary = JobRunSummary {
@@ -32,119 +82,183 @@ impl Evently {
         };
         for job in jobs {
             let kind = job.payload.kind();
-            match self.run_job(&job).await {
+            let waited = (now - job.run_at).to_std().unwrap_or_default();
+            metrics::histogram!("evently_job_latency_seconds", "queue" => queue_name.clone(), "kind" => kind)
+                .record(waited.as_secs_f64());
+            let outcome = match self.run_job(&job).await {
                 Ok(()) => {
                     queue.complete(job.id).await?;
                     summary.succeeded += 1;
-                    metrics::counter!("evently_jobs_total", "kind" => kind, "outcome" => "ok")
-                        .increment(1);
+                    "ok"
                 }
                 Err((e, retryable)) => {
-                    let retry_at = (retryable && job.attempts < job.max_attempts)
-                        .then(|| backoff(now, job.attempts));
+                    let retry_at = (retryable && job.attempts < job.max_attempts).then(|| {
+                        backoff(now, job.attempts, self.inner.ids.uuid().as_u128() as u64)
+                    });
                     tracing::warn!(job_id = %job.id, kind, attempt = job.attempts, error = %e, "job failed");
                     queue.fail(job.id, &e, retry_at).await?;
                     if retry_at.is_some() {
                         summary.retried += 1;
+                        "retry"
                     } else {
                         summary.dead += 1;
+                        "dead"
                     }
-                    metrics::counter!("evently_jobs_total", "kind" => kind, "outcome" => "failed")
-                        .increment(1);
                 }
-            }
+            };
+            metrics::counter!("evently_jobs_total", "queue" => queue_name.clone(), "kind" => kind, "outcome" => outcome)
+                .increment(1);
         }
         Ok(summary)
     }
 
     async fn run_job(&self, job: &Job) -> Result<(), (String, bool)> {
-        let fatal = |e: Error| {
-            (
-                e.to_string(),
-                e.is_transient() || matches!(e, Error::Store(_)),
-            )
-        };
         match &job.payload {
             JobPayload::ExpireHolds { event_id } => self
                 .expire_event_holds(*event_id, self.now())
                 .await
                 .map(|_| ())
-                .map_err(fatal),
-            JobPayload::DeliverNotification { notification_id } => {
-                let mut tx = self
-                    .inner
-                    .store
-                    .begin_read()
-                    .await
-                    .map_err(|e| fatal(e.into()))?;
-                let Some(n) = tx
-                    .notification(*notification_id)
-                    .await
-                    .map_err(|e| fatal(e.into()))?
-                else {
-                    return Err((
-                        format!("notification {notification_id} does not exist"),
-                        false,
-                    ));
-                };
-                if n.sent_at.is_some() {
-                    return Ok(());
-                }
-                let Some(user) = tx.user(n.user_id).await.map_err(|e| fatal(e.into()))? else {
-                    return Err((format!("user {} does not exist", n.user_id), false));
-                };
-                let subs = tx
-                    .push_subscriptions_for_user(user.id)
-                    .await
-                    .map_err(|e| fatal(e.into()))?;
-                drop(tx);
-                let delivery = Delivery {
-                    user: &user,
-                    notification: &n,
-                    push_subscriptions: &subs,
-                };
-                for notifier in &self.inner.notifiers {
-                    match notifier.notify(delivery).await {
-                        Ok(()) => {}
-                        Err(NotifyError::SubscriptionGone { endpoint }) => {
-                            let mut tx = self
-                                .inner
-                                .store
-                                .begin()
-                                .await
-                                .map_err(|e| fatal(e.into()))?;
-                            tx.delete_push_subscription(&endpoint)
-                                .await
-                                .map_err(|e| fatal(e.into()))?;
-                            tx.commit().await.map_err(|e| fatal(e.into()))?;
-                        }
-                        Err(NotifyError::Transient(m)) => {
-                            return Err((format!("{}: {m}", notifier.name()), true));
-                        }
-                        Err(NotifyError::Permanent(m)) => {
-                            return Err((format!("{}: {m}", notifier.name()), false));
-                        }
-                    }
-                }
-                let mut tx = self
-                    .inner
-                    .store
-                    .begin()
-                    .await
-                    .map_err(|e| fatal(e.into()))?;
-                tx.mark_notification_sent(n.id, self.now())
-                    .await
-                    .map_err(|e| fatal(e.into()))?;
-                tx.commit().await.map_err(|e| fatal(e.into()))?;
-                Ok(())
+                .map_err(job_error),
+            JobPayload::DeliverNotification { notification_id } => self
+                .deliver_notification(*notification_id)
+                .await
+                .map_err(|e| match e {
+                    DeliveryError::Engine(e) => job_error(e),
+                    DeliveryError::Failed { message, retry } => (message, retry),
+                }),
+        }
+    }
+
+    /// Hands a notification to every notifier that has not delivered it yet, recording each channel's
+    /// success as it happens, then sets `sent_at`. A retry after one channel failed goes only through the
+    /// channels still missing, so a user does not get the same e-mail again because a push failed.
+    async fn deliver_notification(&self, id: NotificationId) -> Result<(), DeliveryError> {
+        let store = &self.inner.store;
+        let mut tx = store.begin_read().await.map_err(Error::from)?;
+        let Some(n) = tx.notification(id).await.map_err(Error::from)? else {
+            return Err(DeliveryError::permanent(format!(
+                "notification {id} does not exist"
+            )));
+        };
+        if n.sent_at.is_some() {
+            return Ok(());
+        }
+        let Some(user) = tx.user(n.user_id).await.map_err(Error::from)? else {
+            return Err(DeliveryError::permanent(format!(
+                "user {} does not exist",
+                n.user_id
+            )));
+        };
+        let subs = tx
+            .push_subscriptions_for_user(user.id)
+            .await
+            .map_err(Error::from)?;
+        let done = tx.notification_deliveries(id).await.map_err(Error::from)?;
+        drop(tx);
+        let delivery = Delivery {
+            user: &user,
+            notification: &n,
+            push_subscriptions: &subs,
+        };
+        for notifier in &self.inner.notifiers {
+            let channel = notifier.name();
+            if done.iter().any(|c| c == channel) {
+                continue;
             }
+            match notifier.notify(delivery).await {
+                Ok(()) => {}
+                Err(NotifyError::SubscriptionGone { endpoint }) => {
+                    // That subscription is gone for good; the channel's other work is done.
+                    let mut tx = store.begin().await.map_err(Error::from)?;
+                    tx.delete_push_subscription(&endpoint)
+                        .await
+                        .map_err(Error::from)?;
+                    tx.commit().await.map_err(Error::from)?;
+                    tracing::info!(notification_id = %id, channel, endpoint, "push subscription gone: deleted");
+                }
+                Err(NotifyError::Transient(m)) => {
+                    return Err(DeliveryError::Failed {
+                        message: format!("{channel}: {m}"),
+                        retry: true,
+                    });
+                }
+                Err(NotifyError::Permanent(m)) => {
+                    return Err(DeliveryError::permanent(format!("{channel}: {m}")));
+                }
+            }
+            let mut tx = store.begin().await.map_err(Error::from)?;
+            tx.record_notification_delivery(id, channel, self.now())
+                .await
+                .map_err(Error::from)?;
+            tx.commit().await.map_err(Error::from)?;
+        }
+        let mut tx = store.begin().await.map_err(Error::from)?;
+        tx.mark_notification_sent(id, self.now())
+            .await
+            .map_err(Error::from)?;
+        tx.commit().await.map_err(Error::from)?;
+        Ok(())
+    }
+}
+
+/// Why delivering a notification failed.
+enum DeliveryError {
+    /// The engine or store failed (retried when transient).
+    Engine(Error),
+    /// A notifier failed, or the notification cannot be delivered.
+    Failed { message: String, retry: bool },
+}
+
+impl DeliveryError {
+    fn permanent(message: String) -> Self {
+        Self::Failed {
+            message,
+            retry: false,
         }
     }
 }
 
-/// 2^attempt seconds (capped at an hour), with up to 25 % jitter derived from the attempt time.
-fn backoff(now: DateTime<Utc>, attempts: u32) -> DateTime<Utc> {
-    let secs = 2u64.saturating_pow(attempts.min(12)).min(3600);
-    let jitter = (now.timestamp_subsec_nanos() as u64 % 250) * secs / 1000;
-    now + chrono_dur(std::time::Duration::from_secs(secs + jitter))
+impl From<Error> for DeliveryError {
+    fn from(e: Error) -> Self {
+        Self::Engine(e)
+    }
+}
+
+/// An engine error as a job failure: its message, and whether another attempt may succeed (a store error
+/// always may: the database can come back).
+fn job_error(e: Error) -> (String, bool) {
+    let retry = e.is_transient() || matches!(e, Error::Store(_));
+    (e.to_string(), retry)
+}
+
+/// 2^attempts seconds (capped at an hour) plus a random jitter of up to a quarter of that, so jobs that
+/// failed together (an SMTP server down) do not all come back at the same instant. `random` is any
+/// uniformly distributed value (the engine passes the random bits of a fresh id).
+fn backoff(now: DateTime<Utc>, attempts: u32, random: u64) -> DateTime<Utc> {
+    let base_ms = 1000 * 2u64.saturating_pow(attempts.min(12)).min(3600);
+    let jitter_ms = random % (base_ms / 4 + 1);
+    now + chrono_dur(std::time::Duration::from_millis(base_ms + jitter_ms))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_and_jitters_within_a_quarter() {
+        let now = DateTime::<Utc>::UNIX_EPOCH;
+        for attempts in 0..14u32 {
+            let base = 1000 * 2i64.pow(attempts.min(12)).min(3600);
+            let mut seen = std::collections::BTreeSet::new();
+            for random in [0u64, 1, 7, 999, u64::MAX / 3, u64::MAX] {
+                let ms = (backoff(now, attempts, random) - now).num_milliseconds();
+                assert!(
+                    ms >= base && ms <= base + base / 4,
+                    "attempt {attempts}: {ms} ms"
+                );
+                seen.insert(ms);
+            }
+            assert!(seen.len() > 1, "attempt {attempts}: no jitter");
+        }
+    }
 }

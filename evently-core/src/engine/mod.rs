@@ -21,8 +21,8 @@ use crate::model::{
     Booking, BookingStatus, Event, JobPayload, NewJob, Notification, NotificationKind,
 };
 use crate::ports::{
-    Clock, DefaultIdGenerator, FifoWaitlist, FixedPrice, IdGenerator, Notifier, PricingPolicy,
-    Store, SystemClock, Transaction, WaitlistPolicy,
+    Clock, DefaultIdGenerator, FifoWaitlist, FixedPrice, IdGenerator, JobQueue, Notifier,
+    PricingPolicy, Store, SystemClock, Transaction, WaitlistPolicy,
 };
 use crate::{Error, NotificationId, Result, StoreError, UserId};
 
@@ -101,6 +101,8 @@ pub(crate) struct Inner {
     pub(crate) ids: Arc<dyn IdGenerator>,
     pub(crate) policies: PolicyRegistry,
     pub(crate) notifiers: Vec<Arc<dyn Notifier>>,
+    /// Where workers take jobs from when it is not the store's own queue (see [`Evently::relay_jobs`]).
+    pub(crate) work_queue: Option<Arc<dyn JobQueue>>,
     pub(crate) config: EngineConfig,
     pub(crate) combiner: combiner::Combiner,
 }
@@ -129,6 +131,7 @@ pub struct EventlyBuilder {
     pricing: Option<Arc<dyn PricingPolicy>>,
     waitlist: Option<Arc<dyn WaitlistPolicy>>,
     notifiers: Vec<Arc<dyn Notifier>>,
+    work_queue: Option<Arc<dyn JobQueue>>,
     config: EngineConfig,
 }
 
@@ -163,6 +166,15 @@ impl EventlyBuilder {
         self.notifiers.push(notifier);
         self
     }
+    /// The queue workers take jobs from, when it is not the store's own (a Redis queue, say). Jobs are
+    /// still written in the store's transactions, as an outbox: no committed change without its job, no
+    /// job for a rolled-back one. [`Evently::relay_jobs`] (which the worker runs each pass) hands them
+    /// over to this queue; [`Evently::run_jobs`] then claims from it.
+    pub fn queue(mut self, queue: Arc<dyn JobQueue>) -> Self {
+        self.work_queue = Some(queue);
+        self
+    }
+
     /// Tunables.
     pub fn config(mut self, config: EngineConfig) -> Self {
         self.config = config;
@@ -185,6 +197,7 @@ impl EventlyBuilder {
                     self.waitlist.unwrap_or_else(|| Arc::new(FifoWaitlist)),
                 ),
                 notifiers: self.notifiers,
+                work_queue: self.work_queue,
                 config: self.config,
                 combiner: combiner::Combiner::default(),
             }),

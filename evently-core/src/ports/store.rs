@@ -159,6 +159,16 @@ pub trait NotificationRepository: Send {
     async fn mark_notification_sent(&mut self, id: NotificationId, at: DateTime<Utc>) -> R<bool>;
     /// A user's notifications, newest first, at most `limit`.
     async fn notifications_for_user(&mut self, user: UserId, limit: u32) -> R<Vec<Notification>>;
+    /// The channels (notifier names) that have delivered the notification, in name order.
+    async fn notification_deliveries(&mut self, id: NotificationId) -> R<Vec<String>>;
+    /// Records that `channel` delivered the notification; false if that was already recorded. A
+    /// notification that does not exist is [`StoreError::ForeignKeyViolation`].
+    async fn record_notification_delivery(
+        &mut self,
+        id: NotificationId,
+        channel: &str,
+        at: DateTime<Utc>,
+    ) -> R<bool>;
 }
 
 /// Web Push subscriptions.

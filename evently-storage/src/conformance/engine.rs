@@ -1,13 +1,15 @@
 //! Cases that run the engine on the store, so every backend is held to the same booking rules.
 
 use std::collections::HashSet;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex};
 
 use chrono::Duration;
+use evently_core::ports::{Delivery, NotifyError};
 use evently_core::{
     Actor, Booking, BookingRequest, BookingSource, BookingStatus, Error, Event, EventPatch,
-    Evently, ManualClock, NewEvent, NewUser, NotificationKind, Role, Store, WaitlistEntry,
-    WaitlistStatus,
+    Evently, ManualClock, NewEvent, NewUser, NotificationId, NotificationKind, Notifier, Role,
+    Store, WaitlistEntry, WaitlistStatus,
 };
 
 use super::fixtures::{money, read, t0, unique};
@@ -21,9 +23,14 @@ struct Harness {
 
 impl Harness {
     async fn new(store: Arc<dyn Store>) -> Self {
+        Self::with_notifiers(store, Vec::new()).await
+    }
+
+    async fn with_notifiers(store: Arc<dyn Store>, notifiers: Vec<Arc<dyn Notifier>>) -> Self {
         let clock = Arc::new(ManualClock::new(t0()));
-        let engine = Evently::builder()
-            .store(store)
+        let engine = notifiers
+            .into_iter()
+            .fold(Evently::builder().store(store), |b, n| b.notifier(n))
             .clock(clock.clone())
             .build()
             .expect("build the engine");
@@ -374,6 +381,93 @@ pub async fn engine_waitlist_promotion(store: Arc<dyn Store>) {
         1
     );
     assert_eq!(h.seats(&ev).await, (0, 2, 0));
+}
+
+/// A notifier for [`engine_retry_skips_delivered_channels`]: counts calls per notification and fails
+/// the first `fail_first` of them transiently.
+struct Scripted {
+    name: &'static str,
+    fail_first: AtomicU32,
+    calls: Mutex<Vec<NotificationId>>,
+}
+
+impl Scripted {
+    fn new(name: &'static str, fail_first: u32) -> Arc<Self> {
+        Arc::new(Self {
+            name,
+            fail_first: AtomicU32::new(fail_first),
+            calls: Mutex::new(Vec::new()),
+        })
+    }
+
+    fn calls(&self) -> Vec<NotificationId> {
+        self.calls.lock().expect("calls").clone()
+    }
+}
+
+#[async_trait::async_trait]
+impl Notifier for Scripted {
+    fn name(&self) -> &str {
+        self.name
+    }
+
+    async fn notify(&self, delivery: Delivery<'_>) -> Result<(), NotifyError> {
+        self.calls
+            .lock()
+            .expect("calls")
+            .push(delivery.notification.id);
+        let failing = self
+            .fail_first
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+            .is_ok();
+        if failing {
+            Err(NotifyError::Transient("scripted outage".into()))
+        } else {
+            Ok(())
+        }
+    }
+}
+
+/// A delivery retried because one channel failed goes only through the channels still missing: the
+/// channel that succeeded the first time is not called again, and the notification is sent once all are.
+pub async fn engine_retry_skips_delivered_channels(store: Arc<dyn Store>) {
+    let (email, push) = (Scripted::new("email", 0), Scripted::new("push", 1));
+    let h = Harness::with_notifiers(store, vec![email.clone(), push.clone()]).await;
+    // The administrator's registration recorded one welcome notification and its delivery job.
+    let first = h.engine.run_jobs(10).await.expect("run jobs");
+    assert_eq!((first.claimed, first.retried), (1, 1), "{first:?}");
+    let [id] = email.calls()[..] else {
+        panic!("e-mail calls: {:?}", email.calls());
+    };
+    let mut tx = read(h.engine.store()).await;
+    assert_eq!(
+        tx.notification_deliveries(id).await.expect("deliveries"),
+        vec!["email".to_owned()]
+    );
+    assert!(
+        tx.notification(id)
+            .await
+            .expect("read")
+            .expect("exists")
+            .sent_at
+            .is_none()
+    );
+    drop(tx);
+
+    // Nothing is due until the backoff has passed.
+    assert_eq!(h.engine.run_jobs(10).await.expect("run jobs").claimed, 0);
+    h.clock.advance(Duration::hours(2));
+    let second = h.engine.run_jobs(10).await.expect("run jobs");
+    assert_eq!((second.claimed, second.succeeded), (1, 1), "{second:?}");
+    assert_eq!(email.calls(), vec![id], "e-mail must not be sent twice");
+    assert_eq!(push.calls(), vec![id, id]);
+    let mut tx = read(h.engine.store()).await;
+    assert_eq!(
+        tx.notification_deliveries(id).await.expect("deliveries"),
+        vec!["email".to_owned(), "push".to_owned()]
+    );
+    let n = tx.notification(id).await.expect("read").expect("exists");
+    assert!(n.sent_at.is_some(), "sent once every channel delivered");
 }
 
 /// Cancelling a cancelled booking returns it unchanged and frees nothing more.

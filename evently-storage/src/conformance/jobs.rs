@@ -1,4 +1,9 @@
-//! Cases on the job queue: transactional enqueue, deduplication, claim order, leases, retries, stats.
+//! Cases on the job queue: transactional enqueue, deduplication, claim order, leases, retries, stats,
+//! hand-over (`accept`).
+//!
+//! The `queue_*` cases need only a [`JobQueue`] (a fresh, empty one), so a queue that is not part of a
+//! store (a Redis queue, say) runs them through [`job_queue_conformance_tests!`](crate::job_queue_conformance_tests);
+//! the `job_*` cases run them on a store's own queue.
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -105,7 +110,11 @@ pub async fn job_dedupe_key_blocks_until_done(store: Arc<dyn Store>) {
 /// `claim` takes due jobs only (`run_at <= now`), highest priority first, then oldest, at most `limit`;
 /// a claimed job is running, leased and has one attempt.
 pub async fn job_claim_order_and_limit(store: Arc<dyn Store>) {
-    let q = store.job_queue();
+    queue_claim_order_and_limit(store.job_queue()).await;
+}
+
+/// [`job_claim_order_and_limit`] on a bare queue.
+pub async fn queue_claim_order_and_limit(q: Arc<dyn JobQueue>) {
     let mut ids = Vec::new();
     for (run_at, priority) in [(-30, 0), (-20, 0), (-10, 5), (30, 9), (-40, -1)] {
         ids.push(enqueue(&q, &job(at(run_at), priority)).await);
@@ -125,7 +134,11 @@ pub async fn job_claim_order_and_limit(store: Arc<dyn Store>) {
 /// A claimed job is not claimable again while its lease runs; once the lease lapses it is, with its
 /// attempts counted up. A completed job is never claimed again.
 pub async fn job_lease_lapses(store: Arc<dyn Store>) {
-    let q = store.job_queue();
+    queue_lease_lapses(store.job_queue()).await;
+}
+
+/// [`job_lease_lapses`] on a bare queue.
+pub async fn queue_lease_lapses(q: Arc<dyn JobQueue>) {
     let id = enqueue(&q, &job(at(0), 0)).await;
     assert_eq!(claim(&q, 10, at(0)).await, HashSet::from([id]));
     assert!(claim(&q, 10, at(30)).await.is_empty(), "leased");
@@ -149,10 +162,15 @@ pub async fn job_lease_lapses(store: Arc<dyn Store>) {
 /// `fail` with a retry time queues the job again at that time with the error recorded; `fail` without
 /// one makes it dead. `stats` counts every state along the way.
 pub async fn job_fail_retries_or_buries(store: Arc<dyn Store>) {
-    let q = store.job_queue();
+    queue_fail_retries_or_buries(store.job_queue()).await;
+}
+
+/// [`job_fail_retries_or_buries`] on a bare queue.
+pub async fn queue_fail_retries_or_buries(q: Arc<dyn JobQueue>) {
     let base = stats(&q).await;
-    let delta = |queued, running, done, dead| JobStats {
+    let delta = |queued, retrying, running, done, dead| JobStats {
         queued: base.queued + queued,
+        retrying: base.retrying + retrying,
         running: base.running + running,
         done: base.done + done,
         dead: base.dead + dead,
@@ -161,9 +179,9 @@ pub async fn job_fail_retries_or_buries(store: Arc<dyn Store>) {
         enqueue(&q, &job(at(0), 1)).await,
         enqueue(&q, &job(at(0), 0)).await,
     );
-    assert_eq!(stats(&q).await, delta(2, 0, 0, 0));
+    assert_eq!(stats(&q).await, delta(2, 0, 0, 0, 0));
     assert_eq!(claim(&q, 10, at(0)).await, HashSet::from([id, other]));
-    assert_eq!(stats(&q).await, delta(0, 2, 0, 0));
+    assert_eq!(stats(&q).await, delta(0, 0, 2, 0, 0));
     q.complete(other).await.expect("complete");
 
     q.fail(id, "timeout ⏱", Some(at(100))).await.expect("fail");
@@ -172,10 +190,15 @@ pub async fn job_fail_retries_or_buries(store: Arc<dyn Store>) {
         (j.status, j.run_at, j.last_error.as_deref(), j.locked_until),
         (JobStatus::Queued, at(100), Some("timeout ⏱"), None)
     );
-    assert_eq!(stats(&q).await, delta(1, 0, 1, 0));
+    assert_eq!(stats(&q).await, delta(1, 1, 0, 1, 0));
     assert!(claim(&q, 10, at(99)).await.is_empty(), "retry not due");
     assert_eq!(claim(&q, 10, at(100)).await, HashSet::from([id]));
     assert_eq!(stored(&q, id).await.attempts, 2);
+    assert_eq!(
+        stats(&q).await,
+        delta(0, 0, 1, 1, 0),
+        "claimed: no longer retrying"
+    );
 
     q.fail(id, "fatal", None).await.expect("fail");
     let j = stored(&q, id).await;
@@ -183,9 +206,105 @@ pub async fn job_fail_retries_or_buries(store: Arc<dyn Store>) {
         (j.status, j.last_error.as_deref()),
         (JobStatus::Dead, Some("fatal"))
     );
-    assert_eq!(stats(&q).await, delta(0, 0, 1, 1));
+    assert_eq!(stats(&q).await, delta(0, 0, 0, 1, 1));
     assert!(
         claim(&q, 10, at(100_000)).await.is_empty(),
         "dead jobs stay dead"
+    );
+}
+
+/// [`job_dedupe_key_blocks_until_done`] without transactions: a dedupe key blocks `enqueue` and
+/// `accept` while its job is queued or running, and is free again once that job is done or dead.
+pub async fn queue_dedupe_key_blocks_until_done(q: Arc<dyn JobQueue>) {
+    let key = unique("dedupe");
+    let blocked = |what: &'static str| {
+        let (q, key) = (q.clone(), key.clone());
+        async move {
+            assert_eq!(
+                q.enqueue(&keyed_job(&key)).await.expect("enqueue"),
+                None,
+                "{what}"
+            );
+            let other = handed_over(&keyed_job(&key));
+            assert!(!q.accept(&other).await.expect("accept"), "{what}: accept");
+            assert!(q.job(other.id).await.expect("read").is_none(), "{what}");
+        }
+    };
+    let first = enqueue(&q, &keyed_job(&key)).await;
+    blocked("queued").await;
+    assert_eq!(claim(&q, 10, at(0)).await, HashSet::from([first]));
+    blocked("running").await;
+    q.complete(first).await.expect("complete");
+    let second = enqueue(&q, &keyed_job(&key)).await;
+    assert_ne!(second, first);
+    assert_eq!(claim(&q, 10, at(0)).await, HashSet::from([second]));
+    q.fail(second, "gave up", None).await.expect("fail");
+    let third = handed_over(&keyed_job(&key));
+    assert!(
+        q.accept(&third).await.expect("accept"),
+        "free after a dead job"
+    );
+    assert_eq!(
+        stored(&q, third.id).await.dedupe_key.as_deref(),
+        Some(key.as_str())
+    );
+}
+
+/// A job as another queue hands it over: an id of its own, one attempt made, an error recorded.
+fn handed_over(job: &evently_core::NewJob) -> Job {
+    Job {
+        id: JobId::new(),
+        payload: job.payload.clone(),
+        priority: job.priority,
+        status: JobStatus::Running,
+        run_at: job.run_at,
+        attempts: 1,
+        max_attempts: job.max_attempts,
+        dedupe_key: job.dedupe_key.clone(),
+        last_error: Some("smtp down".into()),
+        locked_until: Some(at(3600)),
+        created_at: at(-5),
+    }
+}
+
+/// [`queue_accept_is_idempotent`] on a store's own queue.
+pub async fn job_accept_is_idempotent(store: Arc<dyn Store>) {
+    queue_accept_is_idempotent(store.job_queue()).await;
+}
+
+/// `accept` queues a handed-over job keeping its id, payload, priority, `run_at`, attempts,
+/// `max_attempts`, dedupe key, last error and `created_at`; it is refused (returns `false`, changes
+/// nothing) while the queue holds a job with that id: queued, running or done.
+pub async fn queue_accept_is_idempotent(q: Arc<dyn JobQueue>) {
+    let base = stats(&q).await;
+    let mut sent = handed_over(&job(at(-10), 4));
+    assert!(q.accept(&sent).await.expect("accept"), "a new id");
+    let got = stored(&q, sent.id).await;
+    sent.status = JobStatus::Queued;
+    sent.locked_until = None;
+    assert_eq!(got, sent, "every field kept, queued here");
+    let s = stats(&q).await;
+    assert_eq!(
+        (s.queued - base.queued, s.retrying - base.retrying),
+        (1, 1),
+        "queued, and retrying since it failed before"
+    );
+    assert!(!q.accept(&sent).await.expect("accept"), "queued: refused");
+
+    let claimed = q.claim(10, at(0), LEASE).await.expect("claim");
+    assert_eq!(claimed.len(), 1);
+    assert_eq!((claimed[0].id, claimed[0].attempts), (sent.id, 2));
+    let again = Job {
+        priority: 9,
+        ..sent.clone()
+    };
+    assert!(!q.accept(&again).await.expect("accept"), "running: refused");
+    q.complete(sent.id).await.expect("complete");
+    assert!(!q.accept(&again).await.expect("accept"), "done: refused");
+    let j = stored(&q, sent.id).await;
+    assert_eq!((j.status, j.priority), (JobStatus::Done, 4), "unchanged");
+    assert!(
+        claim(&q, 10, at(100_000)).await.is_empty(),
+        "a refused hand-over runs nothing"
     );
 }

@@ -59,6 +59,9 @@ pub use engine::*;
 pub use jobs::*;
 pub use port::*;
 
+/// The `JobQueue` trait the queue cases take, for the macro's expansion.
+#[doc(hidden)]
+pub use evently_core::JobQueue;
 /// The `Store` trait the cases take, for the macro's expansion.
 #[doc(hidden)]
 pub use evently_core::Store;
@@ -112,6 +115,7 @@ macro_rules! store_conformance_tests {
                 for_update_serialises_read_modify_write,
                 records_round_trip,
                 notification_marked_sent_once,
+                notification_deliveries_recorded_once,
                 push_subscription_upsert_and_delete,
                 // Job queue.
                 job_enqueued_in_a_transaction_exists_only_if_committed,
@@ -119,12 +123,14 @@ macro_rules! store_conformance_tests {
                 job_claim_order_and_limit,
                 job_lease_lapses,
                 job_fail_retries_or_buries,
+                job_accept_is_idempotent,
                 // Engine rules on this store.
                 engine_never_oversells,
                 engine_idempotent_booking,
                 engine_hold_expiry,
                 engine_waitlist_promotion,
                 engine_cancel_twice_frees_seats_once,
+                engine_retry_skips_delivered_channels,
                 engine_confirm_twice_is_idempotent,
                 engine_stale_event_update_is_a_conflict,
             );
@@ -147,6 +153,64 @@ macro_rules! __store_conformance_case {
                 let factory = $factory;
                 let store: ::std::sync::Arc<dyn $crate::conformance::Store> = factory().await;
                 $crate::conformance::$case(store).await;
+            }
+        )*
+    };
+}
+
+/// Expands to one `#[tokio::test(flavor = "multi_thread", worker_threads = 2)]` per job-queue case
+/// (the `queue_*` functions of [`conformance`](crate::conformance)), each on a fresh, empty queue from
+/// `$factory` (an async closure yielding an `Arc<dyn JobQueue>`), for a queue that is not a store's own
+/// (a Redis queue, say). `job_queue_conformance_tests!(mod name, factory)` names the module (default
+/// `job_queue_conformance`).
+///
+/// ```
+/// use std::sync::Arc;
+///
+/// use evently_core::JobQueue;
+/// use evently_storage::MemoryStore; // your queue here
+///
+/// evently_storage::job_queue_conformance_tests!(async || -> Arc<dyn JobQueue> {
+///     Arc::new(MemoryStore::new())
+/// });
+/// # fn main() {}
+/// ```
+#[macro_export]
+macro_rules! job_queue_conformance_tests {
+    (mod $name:ident, async $(move)? || -> $ret:ty $body:block $(,)?) => {
+        mod $name {
+            #[allow(unused_imports)]
+            use super::*;
+            #[allow(unused_imports)]
+            use $crate::conformance::tokio;
+
+            async fn evently_conformance_queue() -> $ret $body
+
+            $crate::__job_queue_conformance_case!(
+                evently_conformance_queue;
+                queue_claim_order_and_limit,
+                queue_lease_lapses,
+                queue_fail_retries_or_buries,
+                queue_dedupe_key_blocks_until_done,
+                queue_accept_is_idempotent,
+            );
+        }
+    };
+    ($($factory:tt)+) => {
+        $crate::job_queue_conformance_tests!(mod job_queue_conformance, $($factory)+);
+    };
+}
+
+/// One test per case name; used by [`job_queue_conformance_tests!`].
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __job_queue_conformance_case {
+    ($factory:expr; $($case:ident),* $(,)?) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $case() {
+                let queue: ::std::sync::Arc<dyn $crate::conformance::JobQueue> = $factory().await;
+                $crate::conformance::$case(queue).await;
             }
         )*
     };

@@ -657,6 +657,66 @@ pub async fn notification_marked_sent_once(store: Arc<dyn Store>) {
     assert_eq!(newest, vec![n2, n1]);
 }
 
+/// `record_notification_delivery` records a channel once (true, then false), a rolled-back record is
+/// gone, `notification_deliveries` lists channels in name order, and an unknown notification is a
+/// foreign-key violation.
+pub async fn notification_deliveries_recorded_once(store: Arc<dyn Store>) {
+    let (u, _) = seed(&store, 1).await;
+    let n = notification(&u, at(0));
+    put(&store, &mut [Rec::Notification(n.clone())]).await;
+
+    for expected in [true, false] {
+        let mut tx = begin(&store).await;
+        let recorded = tx
+            .record_notification_delivery(n.id, "push", at(1))
+            .await
+            .expect("record");
+        assert_eq!(recorded, expected, "record push");
+        tx.commit().await.expect("commit");
+    }
+    let mut tx = begin(&store).await;
+    assert!(
+        tx.record_notification_delivery(n.id, "webhook", at(2))
+            .await
+            .expect("record")
+    );
+    tx.rollback().await.expect("rollback");
+    let mut tx = begin(&store).await;
+    assert!(
+        tx.record_notification_delivery(n.id, "email", at(3))
+            .await
+            .expect("record")
+    );
+    tx.commit().await.expect("commit");
+
+    let mut tx = read(&store).await;
+    assert_eq!(
+        tx.notification_deliveries(n.id).await.expect("list"),
+        vec!["email".to_owned(), "push".to_owned()]
+    );
+    let other = notification(&u, at(4));
+    assert!(
+        tx.notification_deliveries(other.id)
+            .await
+            .expect("list")
+            .is_empty()
+    );
+    drop(tx);
+
+    let mut tx = begin(&store).await;
+    let missing = tx
+        .record_notification_delivery(other.id, "email", at(5))
+        .await
+        .expect_err("unknown notification");
+    assert!(
+        matches!(
+            missing,
+            evently_core::StoreError::ForeignKeyViolation { .. }
+        ),
+        "{missing:?}"
+    );
+}
+
 /// `upsert_push_subscription` replaces the keys and owner of the subscription with the same endpoint;
 /// `delete_push_subscription` returns true once, then false, and a rolled-back delete keeps it.
 pub async fn push_subscription_upsert_and_delete(store: Arc<dyn Store>) {

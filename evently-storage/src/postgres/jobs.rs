@@ -73,6 +73,38 @@ impl PostgresStore {
 
 #[async_trait]
 impl JobQueue for PostgresStore {
+    fn queue_name(&self) -> &str {
+        "postgres"
+    }
+
+    async fn accept(&self, job: &Job) -> R<bool> {
+        let payload = json_payload(&job.payload)?;
+        // No conflict target: a row with the same id, or a live job with the same dedupe key, keeps
+        // the insert from happening (so a repeated attempt after a lost answer is harmless too).
+        let done = self
+            .autocommit("accept job", || {
+                sqlx::query(
+                    "INSERT INTO jobs (id, kind, payload, priority, status, run_at, attempts, \
+                     max_attempts, dedupe_key, last_error, locked_until, created_at) \
+                     VALUES ($1, $2, $3, $4, 'queued', $5, $6, $7, $8, $9, NULL, $10) \
+                     ON CONFLICT DO NOTHING",
+                )
+                .bind(job.id.0)
+                .bind(job.payload.kind())
+                .bind(Json(&payload))
+                .bind(job.priority)
+                .bind(job.run_at)
+                .bind(i64::from(job.attempts))
+                .bind(i64::from(job.max_attempts))
+                .bind(job.dedupe_key.as_deref())
+                .bind(job.last_error.as_deref())
+                .bind(job.created_at)
+                .execute(&self.pool)
+            })
+            .await?;
+        Ok(done.rows_affected() > 0)
+    }
+
     async fn enqueue(&self, job: &NewJob) -> R<Option<JobId>> {
         let id = JobId::new();
         let payload = json_payload(&job.payload)?;

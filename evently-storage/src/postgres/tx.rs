@@ -731,6 +731,30 @@ impl NotificationRepository for PgTx {
         )
         .await
     }
+
+    async fn notification_deliveries(&mut self, id: NotificationId) -> R<Vec<String>> {
+        let q = sqlx::query(
+            "SELECT channel FROM notification_deliveries WHERE notification_id = $1 ORDER BY channel",
+        )
+        .bind(id.0);
+        self.all(q, codec::delivery_channel).await
+    }
+
+    async fn record_notification_delivery(
+        &mut self,
+        id: NotificationId,
+        channel: &str,
+        at: DateTime<Utc>,
+    ) -> R<bool> {
+        let q = sqlx::query(
+            "INSERT INTO notification_deliveries (notification_id, channel, delivered_at) \
+             VALUES ($1, $2, $3) ON CONFLICT (notification_id, channel) DO NOTHING",
+        )
+        .bind(id.0)
+        .bind(channel)
+        .bind(at);
+        Ok(self.exec(q).await? > 0)
+    }
 }
 
 #[async_trait]

@@ -509,6 +509,21 @@ impl NotificationRepository for CachedTx {
     async fn mark_notification_sent(&mut self, id: NotificationId, at: DateTime<Utc>) -> R<bool> {
         self.inner.mark_notification_sent(id, at).await
     }
+
+    async fn notification_deliveries(&mut self, id: NotificationId) -> R<Vec<String>> {
+        self.inner.notification_deliveries(id).await
+    }
+
+    async fn record_notification_delivery(
+        &mut self,
+        id: NotificationId,
+        channel: &str,
+        at: DateTime<Utc>,
+    ) -> R<bool> {
+        self.inner
+            .record_notification_delivery(id, channel, at)
+            .await
+    }
     async fn notifications_for_user(&mut self, user: UserId, limit: u32) -> R<Vec<Notification>> {
         self.inner.notifications_for_user(user, limit).await
     }

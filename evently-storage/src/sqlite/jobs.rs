@@ -43,6 +43,34 @@ fn missing_job() -> StoreError {
 
 #[async_trait]
 impl JobQueue for SqliteStore {
+    fn queue_name(&self) -> &str {
+        "sqlite"
+    }
+
+    async fn accept(&self, job: &Job) -> R<bool> {
+        // No conflict target: a row with the same id, or a live job with the same dedupe key, keeps
+        // the insert from happening.
+        let done = sqlx::query(
+            "INSERT INTO jobs (id, kind, payload, priority, status, run_at, attempts, max_attempts, \
+             dedupe_key, last_error, locked_until, created_at) \
+             VALUES (?, ?, ?, ?, 'queued', ?, ?, ?, ?, ?, NULL, ?) ON CONFLICT DO NOTHING",
+        )
+        .bind(id_text(job.id.0))
+        .bind(job.payload.kind())
+        .bind(json_payload(&job.payload)?)
+        .bind(i64::from(job.priority))
+        .bind(micros(job.run_at))
+        .bind(i64::from(job.attempts))
+        .bind(i64::from(job.max_attempts))
+        .bind(job.dedupe_key.clone())
+        .bind(job.last_error.clone())
+        .bind(micros(job.created_at))
+        .execute(&self.writer)
+        .await
+        .map_err(classify)?;
+        Ok(done.rows_affected() > 0)
+    }
+
     async fn enqueue(&self, job: &NewJob) -> R<Option<JobId>> {
         let id = JobId::new();
         let done = insert_job(job, id)?

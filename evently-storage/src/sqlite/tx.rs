@@ -725,6 +725,30 @@ impl NotificationRepository for SqliteTx {
             .bind(i64::from(limit));
         self.all(q, codec::notification).await
     }
+
+    async fn notification_deliveries(&mut self, id: NotificationId) -> R<Vec<String>> {
+        let q = sqlx::query(
+            "SELECT channel FROM notification_deliveries WHERE notification_id = ? ORDER BY channel",
+        )
+        .bind(id_text(id.0));
+        self.all(q, codec::delivery_channel).await
+    }
+
+    async fn record_notification_delivery(
+        &mut self,
+        id: NotificationId,
+        channel: &str,
+        at: DateTime<Utc>,
+    ) -> R<bool> {
+        let q = sqlx::query(
+            "INSERT INTO notification_deliveries (notification_id, channel, delivered_at) \
+             VALUES (?, ?, ?) ON CONFLICT (notification_id, channel) DO NOTHING",
+        )
+        .bind(id_text(id.0))
+        .bind(channel.to_owned())
+        .bind(micros(at));
+        Ok(self.exec(q).await? > 0)
+    }
 }
 
 #[async_trait]

@@ -1,0 +1,10 @@
+-- Which channels (notifier names: email, push, ...) have delivered each notification, so a delivery job
+-- retried after one channel failed does not repeat the channels that already succeeded.
+CREATE TABLE notification_deliveries (
+    notification_id uuid        NOT NULL
+        CONSTRAINT notification_deliveries_notification_id_fkey REFERENCES notifications (id) ON DELETE CASCADE,
+    channel         text        NOT NULL CONSTRAINT notification_deliveries_channel_check
+                        CHECK (length(channel) BETWEEN 1 AND 64),
+    delivered_at    timestamptz NOT NULL,
+    CONSTRAINT notification_deliveries_pkey PRIMARY KEY (notification_id, channel)
+);
