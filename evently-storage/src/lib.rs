@@ -6,8 +6,8 @@
 //!   nothing must survive a restart.
 //! - `sqlite::SqliteStore` (feature `sqlite`, on by default): the embedded default, one file, WAL mode.
 //! - `postgres::PostgresStore` (feature `postgres`): for several engine processes sharing one database.
-//! - `redis` (feature `redis`): a read cache in front of any store, a GCRA rate limiter and a lock
-//!   with fencing tokens.
+//! - `redis` (feature `redis`): a read cache in front of any store, a GCRA rate limiter, a lock
+//!   with fencing tokens and a job queue (`redis::RedisJobQueue`) to use as the engine's work queue.
 //!
 //! Every store passes the same conformance suite ([`conformance`], feature `testing`), which an
 //! integrator can run against their own store too.
@@ -30,6 +30,9 @@ pub use memory::MemoryStore;
 /// The PostgreSQL store and how to open it.
 #[cfg(feature = "postgres")]
 pub use postgres::{PostgresConfig, PostgresStore};
+/// The Redis job queue.
+#[cfg(feature = "redis")]
+pub use redis::RedisJobQueue;
 /// The SQLite store and how to open it.
 #[cfg(feature = "sqlite")]
 pub use sqlite::{SqliteConfig, SqliteStore};

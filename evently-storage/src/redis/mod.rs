@@ -1,6 +1,6 @@
 //! Redis adapters (feature `redis`): a read cache in front of any [`Store`](evently_core::Store)
-//! ([`CachedStore`]), a distributed GCRA rate limiter ([`RateLimiter`]) and a distributed lock with
-//! fencing tokens ([`DistributedLock`]).
+//! ([`CachedStore`]), a distributed GCRA rate limiter ([`RateLimiter`]), a distributed lock with
+//! fencing tokens ([`DistributedLock`]) and a job queue ([`RedisJobQueue`]).
 //!
 //! # When Redis is down
 //!
@@ -13,6 +13,8 @@
 //! - **Rate limiter:** answers by its [`FailMode`]: allow everything (`Open`) or refuse everything
 //!   (`Closed`), and says the decision was taken without Redis ([`Decision::degraded`]).
 //! - **Lock:** fails with [`RedisError::Unavailable`]; a lock cannot be granted without Redis.
+//! - **Job queue:** calls fail with [`StoreError::Unavailable`](evently_core::StoreError::Unavailable);
+//!   jobs written meanwhile wait in the store's outbox until the relay can hand them over.
 //!
 //! Every Redis call is bounded by [`RedisConfig::response_timeout`]; after a failed connection
 //! attempt, calls fail fast for [`RedisConfig::retry_after`] instead of each waiting for a timeout.
@@ -31,6 +33,7 @@
 
 mod cache;
 mod lock;
+pub mod queue;
 mod rate_limit;
 
 use std::sync::Mutex;
@@ -41,6 +44,7 @@ use tokio::sync::RwLock;
 
 pub use self::cache::{CacheConfig, CachedStore, Lookup};
 pub use self::lock::{DistributedLock, FencingToken, LockGuard};
+pub use self::queue::RedisJobQueue;
 pub use self::rate_limit::{Decision, FailMode, RateLimit, RateLimiter};
 
 /// What went wrong talking to Redis, or with what it holds.
