@@ -30,10 +30,14 @@ pub const ENV_JWT_TTL_SECS: &str = "EVENTLY_JWT_TTL_SECS";
 pub const ENV_ADMIN_EMAIL: &str = "EVENTLY_ADMIN_EMAIL";
 /// Bootstrap admin password variable.
 pub const ENV_ADMIN_PASSWORD: &str = "EVENTLY_ADMIN_PASSWORD";
+/// Where workers take jobs from: `store` (the database's own queue, the default) or `redis` (a Redis
+/// queue at `EVENTLY_REDIS_URL`, fed from the database's outbox).
+pub const ENV_QUEUE: &str = "EVENTLY_QUEUE";
 
-const ALL_VARS: [&str; 6] = [
+const ALL_VARS: [&str; 7] = [
     ENV_BIND,
     ENV_DATABASE_URL,
+    ENV_QUEUE,
     ENV_JWT_SECRET,
     ENV_JWT_TTL_SECS,
     ENV_ADMIN_EMAIL,
@@ -110,8 +114,12 @@ impl fmt::Debug for AdminAccount {
 pub struct Config {
     /// Where to listen.
     pub bind: SocketAddr,
-    /// The SQLite database URL (`sqlite://path` or `sqlite:path`).
+    /// The database: an SQLite URL (`sqlite://path` or `sqlite:path`, the embedded default) or a
+    /// PostgreSQL URL (`postgres://...`; the pool's other settings come from `EVENTLY_DATABASE_*`, see
+    /// `evently_storage::postgres::env`).
     pub database_url: String,
+    /// Where workers take jobs from.
+    pub queue: QueueKind,
     /// The token signing secret.
     pub jwt_secret: Vec<u8>,
     /// True when no secret was configured and [`Config::jwt_secret`] is a random one.
@@ -126,7 +134,8 @@ impl fmt::Debug for Config {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Config")
             .field("bind", &self.bind)
-            .field("database_url", &self.database_url)
+            .field("database_url", &redact_password(&self.database_url))
+            .field("queue", &self.queue)
             .field("jwt_secret", &"<redacted>")
             .field("jwt_secret_generated", &self.jwt_secret_generated)
             .field("jwt_ttl", &self.jwt_ttl)
@@ -151,6 +160,34 @@ pub(crate) fn env_snapshot(
         }
     }
     Ok(out)
+}
+
+/// Where workers take jobs from ([`ENV_QUEUE`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum QueueKind {
+    /// The database's own job table (the default): jobs are claimed where they were written.
+    #[default]
+    Store,
+    /// A Redis queue (`EVENTLY_REDIS_URL`): jobs are still written in the database's transactions
+    /// (the outbox) and each worker pass hands the due ones over to Redis before running them.
+    Redis,
+}
+
+/// `url` with the password (if any) replaced by `***`, for logs and error messages.
+pub fn redact_password(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    let authority_end = rest.find('/').unwrap_or(rest.len());
+    let (authority, path) = rest.split_at(authority_end);
+    match authority.rsplit_once('@') {
+        Some((userinfo, host)) => match userinfo.split_once(':') {
+            Some((user, _)) => format!("{scheme}://{user}:***@{host}{path}"),
+            None => url.to_owned(),
+        },
+        None => url.to_owned(),
+    }
 }
 
 impl Config {
@@ -187,13 +224,30 @@ impl Config {
         };
 
         let database_url = lookup(ENV_DATABASE_URL).unwrap_or_else(|| "sqlite://evently.db".into());
-        if !database_url.starts_with("sqlite:") || database_url.len() <= "sqlite:".len() {
+        let known = ["sqlite:", "postgres://", "postgresql://"]
+            .iter()
+            .any(|scheme| database_url.starts_with(scheme) && database_url.len() > scheme.len());
+        if !known {
             return Err(ConfigError::InvalidValue {
                 var: ENV_DATABASE_URL,
-                value: database_url,
-                reason: "expected an SQLite URL such as sqlite://evently.db".into(),
+                value: redact_password(&database_url),
+                reason: "expected an SQLite URL such as sqlite://evently.db or a PostgreSQL URL \
+                         such as postgres://user@host/db"
+                    .into(),
             });
         }
+
+        let queue = match lookup(ENV_QUEUE).as_deref().map(str::trim) {
+            None | Some("store") => QueueKind::Store,
+            Some("redis") => QueueKind::Redis,
+            Some(other) => {
+                return Err(ConfigError::InvalidValue {
+                    var: ENV_QUEUE,
+                    value: other.to_owned(),
+                    reason: "expected store or redis".into(),
+                });
+            }
+        };
 
         let jwt_ttl = match lookup(ENV_JWT_TTL_SECS) {
             None => Duration::from_secs(3600),
@@ -251,6 +305,7 @@ impl Config {
         Ok(Config {
             bind,
             database_url,
+            queue,
             jwt_secret,
             jwt_secret_generated,
             jwt_ttl,
@@ -290,6 +345,31 @@ mod tests {
     }
 
     #[test]
+    fn postgres_and_redis_queue() {
+        let c = from(&[
+            (
+                ENV_DATABASE_URL,
+                "postgres://evently:s3cret@db.internal:5432/evently",
+            ),
+            (ENV_QUEUE, "redis"),
+        ])
+        .unwrap();
+        assert_eq!(c.queue, QueueKind::Redis);
+        let printed = format!("{c:?}");
+        assert!(!printed.contains("s3cret"), "{printed}");
+        assert!(
+            printed.contains("evently:***@db.internal:5432/evently"),
+            "{printed}"
+        );
+        assert_eq!(from(&[]).unwrap().queue, QueueKind::Store);
+        assert_eq!(
+            redact_password("postgresql://u@h/d"),
+            "postgresql://u@h/d",
+            "no password, nothing to hide"
+        );
+    }
+
+    #[test]
     fn explicit_values() {
         let secret = "0123456789abcdef0123456789abcdef";
         let c = from(&[
@@ -316,12 +396,21 @@ mod tests {
             from(&[(ENV_BIND, "localhost")]),
             Err(ConfigError::InvalidValue { var: ENV_BIND, .. })
         ));
+        for url in ["mysql://x", "postgres://", "sqlite:", "evently.db"] {
+            assert!(
+                matches!(
+                    from(&[(ENV_DATABASE_URL, url)]),
+                    Err(ConfigError::InvalidValue {
+                        var: ENV_DATABASE_URL,
+                        ..
+                    })
+                ),
+                "{url}"
+            );
+        }
         assert!(matches!(
-            from(&[(ENV_DATABASE_URL, "postgres://x")]),
-            Err(ConfigError::InvalidValue {
-                var: ENV_DATABASE_URL,
-                ..
-            })
+            from(&[(ENV_QUEUE, "rabbitmq")]),
+            Err(ConfigError::InvalidValue { var: ENV_QUEUE, .. })
         ));
         for ttl in ["0", "-5", "1h", "99999999999"] {
             assert!(

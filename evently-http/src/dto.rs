@@ -340,3 +340,64 @@ pub struct StatusResponse {
     /// `"ok"` or `"ready"`.
     pub status: String,
 }
+
+/// `GET /push/vapid-public-key`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct VapidPublicKeyResponse {
+    /// The server's VAPID public key, an uncompressed P-256 point in base64url without padding: the
+    /// `applicationServerKey` of `pushManager.subscribe`.
+    pub public_key: String,
+}
+
+/// The keys of a browser's push subscription.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PushKeysDto {
+    /// The browser's P-256 public key: 65 bytes (an uncompressed point), base64url.
+    pub p256dh: String,
+    /// The browser's auth secret: 16 bytes, base64url.
+    pub auth: String,
+}
+
+/// `POST /me/push-subscriptions`: what the browser's `PushSubscription.toJSON()` returns.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PushSubscriptionRequest {
+    /// The push service URL.
+    pub endpoint: String,
+    /// The browser's keys.
+    pub keys: PushKeysDto,
+    /// When the browser lets the subscription lapse (milliseconds since the epoch, or `null`);
+    /// accepted and ignored: an expired subscription answers 404/410 and is deleted then.
+    #[serde(default, rename = "expirationTime")]
+    pub expiration_time: Option<f64>,
+}
+
+/// `DELETE /me/push-subscriptions`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PushUnsubscribeRequest {
+    /// The endpoint of the subscription to remove.
+    pub endpoint: String,
+}
+
+/// A stored push subscription (its keys are not echoed).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PushSubscriptionResponse {
+    /// Identifier.
+    pub id: String,
+    /// The push service URL.
+    pub endpoint: String,
+    /// When it was stored.
+    pub created_at: DateTime<Utc>,
+}
+
+impl From<&evently_core::PushSubscription> for PushSubscriptionResponse {
+    fn from(s: &evently_core::PushSubscription) -> Self {
+        Self {
+            id: s.id.to_string(),
+            endpoint: s.endpoint.clone(),
+            created_at: s.created_at,
+        }
+    }
+}

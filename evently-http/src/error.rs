@@ -66,6 +66,9 @@ pub enum ApiError {
     /// The route exists but not for this method (405).
     #[error("method not allowed")]
     MethodNotAllowed,
+    /// Web push is not configured on this server: no VAPID key (404 `push_not_configured`).
+    #[error("web push is not configured on this server")]
+    PushNotConfigured,
     /// The store did not answer the readiness probe (503).
     #[error("not ready: {0}")]
     NotReady(String),
@@ -117,6 +120,11 @@ impl ApiError {
                 StatusCode::METHOD_NOT_ALLOWED,
                 "method_not_allowed",
                 "this route does not accept that method",
+            ),
+            ApiError::PushNotConfigured => Parts::new(
+                StatusCode::NOT_FOUND,
+                "push_not_configured",
+                "web push is not configured on this server",
             ),
             ApiError::NotReady(_) => Parts::new(
                 StatusCode::SERVICE_UNAVAILABLE,

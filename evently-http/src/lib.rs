@@ -53,6 +53,9 @@
 //! | `GET /bookings/{id}` | owner | 200 the booking |
 //! | `POST /bookings/{id}/confirm` | owner | 200 the confirmed booking |
 //! | `POST /bookings/{id}/cancel` | owner | 200 the cancelled booking (again: unchanged) |
+//! | `GET /push/vapid-public-key` | – | 200 `{public_key}`; 404 `push_not_configured` without VAPID keys |
+//! | `POST /me/push-subscriptions` | user | 201 the stored subscription (body: `PushSubscription.toJSON()`) |
+//! | `DELETE /me/push-subscriptions` | user | 204 (body `{endpoint}`); 404 when not the user's |
 //!
 //! Bodies are JSON ([`dto`]); every error has the body described in [`error`].
 //! Authentication is the server's job ([`auth`]); authorization is the engine's.
@@ -62,11 +65,14 @@
 //! [`worker::Worker`] runs the engine's jobs on a polling loop, as the `evently-worker` binary or as a
 //! task inside your process; [`notify::EmailNotifier`] delivers notifications by e-mail (SMTP, `.eml`
 //! files or the log) with one PDF ticket per seat on a confirmation ([`tickets`] renders the QR codes
-//! and the PDF). See `docs/notifications.md`.
+//! and the PDF); [`notify::PushNotifier`] delivers them as web push messages (VAPID, `aes128gcm`) to
+//! the browsers the user subscribed. See `docs/notifications.md`.
 #![warn(missing_docs)]
 #![forbid(unsafe_code)]
 
 pub mod auth;
+#[cfg(feature = "server")]
+pub mod backend;
 pub mod config;
 pub mod dto;
 pub mod error;
@@ -97,6 +103,7 @@ pub const MAX_BODY_BYTES: usize = 64 * 1024;
 pub struct AppState {
     engine: Evently,
     auth: Arc<Authenticator>,
+    push_public_key: Option<Arc<str>>,
 }
 
 impl std::fmt::Debug for AppState {
@@ -104,6 +111,7 @@ impl std::fmt::Debug for AppState {
         f.debug_struct("AppState")
             .field("engine", &self.engine)
             .field("token_ttl", &self.auth.token_ttl())
+            .field("push_public_key", &self.push_public_key)
             .finish_non_exhaustive()
     }
 }
@@ -114,7 +122,21 @@ impl AppState {
         Self {
             engine,
             auth: Arc::new(Authenticator::new(auth)),
+            push_public_key: None,
         }
+    }
+
+    /// Serves `keys`' public key at `GET /push/vapid-public-key` (without it that route answers 404
+    /// `push_not_configured`). Use the keys of the [`PushNotifier`](notify::PushNotifier) the engine
+    /// delivers through, or browsers' subscriptions will not accept its pushes.
+    pub fn with_push(mut self, keys: &notify::VapidKeys) -> Self {
+        self.push_public_key = Some(keys.public_key_base64url().into());
+        self
+    }
+
+    /// The VAPID public key served to browsers (base64url), when web push is configured.
+    pub fn push_public_key(&self) -> Option<&str> {
+        self.push_public_key.as_deref()
     }
 
     /// The engine.

@@ -1,8 +1,11 @@
-//! `evently`: the reference server on the embedded SQLite store.
+//! `evently`: the reference server, on the embedded SQLite store by default or on PostgreSQL
+//! (`EVENTLY_DATABASE_URL=postgres://…`), with its job queue in the database or in Redis
+//! (`EVENTLY_QUEUE=redis`).
 //!
 //! ```text
 //! evently [serve]    run the HTTP API (default)
 //! evently migrate    apply the database migrations and exit
+//! evently vapid-keys print a new VAPID key pair for web push and exit
 //! ```
 //!
 //! `migrate` also takes a PostgreSQL URL (`postgres://…`) in `EVENTLY_DATABASE_URL` and applies
@@ -12,11 +15,10 @@
 //! (default `info`).
 
 use std::process::ExitCode;
-use std::sync::Arc;
 
 use anyhow::Context;
-use evently_core::Evently;
-use evently_http::notify::{EmailConfig, EmailNotifier};
+use evently_http::backend::{Backend, EnvEngine};
+use evently_http::notify::VapidKeys;
 use evently_http::worker::{Worker, WorkerConfig, shutdown_signal};
 use evently_http::{AppState, Config, app};
 use evently_storage::{PostgresConfig, PostgresStore, SqliteConfig, SqliteStore};
@@ -29,11 +31,14 @@ usage: evently [COMMAND]
 commands:
   serve     run the HTTP API (the default)
   migrate   apply the database migrations and exit (SQLite, or PostgreSQL for a postgres:// URL)
+  vapid-keys  print a new VAPID key pair for web push (EVENTLY_VAPID_PRIVATE_KEY and the public key)
   help      print this help
 
 environment:
   EVENTLY_BIND              listen address (default 127.0.0.1:8080)
-  EVENTLY_DATABASE_URL      SQLite database URL (default sqlite://evently.db)
+  EVENTLY_DATABASE_URL      sqlite://path (default sqlite://evently.db) or postgres://user@host/db
+  EVENTLY_QUEUE             store (the database's job table, default) or redis
+  EVENTLY_REDIS_URL         redis://host:port[/db], with EVENTLY_QUEUE=redis
   EVENTLY_JWT_SECRET        token signing secret, >= 32 bytes (default: random per process)
   EVENTLY_JWT_TTL_SECS      token lifetime in seconds (default 3600)
   EVENTLY_ADMIN_EMAIL       with EVENTLY_ADMIN_PASSWORD: admin account created at start if missing
@@ -43,8 +48,13 @@ environment:
   EVENTLY_SMTP_TIMEOUT_SECS SMTP command timeout (default 30)
   EVENTLY_MAIL_DIR          directory of the file transport (default evently-mail)
   EVENTLY_MAIL_FROM         sender (default Evently <noreply@localhost>)
+  EVENTLY_VAPID_PRIVATE_KEY web push: VAPID private key, 32 bytes base64url (push is off when unset)
+  EVENTLY_VAPID_SUBJECT     web push: contact for push services, mailto:... or https://...
+  EVENTLY_PUSH_TTL_SECS     web push: how long push services keep a message (default 86400)
+  EVENTLY_PUSH_TIMEOUT_SECS web push: request timeout (default 10)
   EVENTLY_WORKER_POLL_MS    how often holds expire and due jobs run (default 1000)
   EVENTLY_WORKER_BATCH      jobs claimed at a time (default 100)
+  EVENTLY_WORKER_LEASE_SECS job lease: a crashed worker's jobs run again after it (default 300)
   RUST_LOG                  log filter (default info)
 ";
 
@@ -52,6 +62,7 @@ environment:
 enum Command {
     Serve,
     Migrate,
+    VapidKeys,
     Help,
 }
 
@@ -61,6 +72,7 @@ fn parse_args(args: &[String]) -> Result<Command, String> {
         [one] => match one.as_str() {
             "serve" => Ok(Command::Serve),
             "migrate" => Ok(Command::Migrate),
+            "vapid-keys" => Ok(Command::VapidKeys),
             "help" | "-h" | "--help" => Ok(Command::Help),
             other => Err(format!("unknown command {other:?}")),
         },
@@ -91,6 +103,15 @@ async fn main() -> ExitCode {
             Ok(())
         }
         Command::Migrate => migrate().await,
+        Command::VapidKeys => {
+            let keys = VapidKeys::generate();
+            print!(
+                "EVENTLY_VAPID_PRIVATE_KEY={}\n# public key (applicationServerKey, served at GET /push/vapid-public-key):\n# {}\n",
+                keys.private_key_base64url(),
+                keys.public_key_base64url()
+            );
+            Ok(())
+        }
         Command::Serve => serve().await,
     };
     match result {
@@ -100,12 +121,6 @@ async fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
-}
-
-async fn open_store(config: &Config) -> anyhow::Result<SqliteStore> {
-    SqliteStore::open(SqliteConfig::new(config.database_url.clone()))
-        .await
-        .with_context(|| format!("opening the database {}", config.database_url))
 }
 
 /// Whether `url` names a PostgreSQL database.
@@ -120,7 +135,9 @@ async fn migrate() -> anyhow::Result<()> {
     }
     let config = Config::from_env().context("reading the configuration")?;
     // Opening applies the embedded migrations that have not run yet.
-    let store = open_store(&config).await?;
+    let store = SqliteStore::open(SqliteConfig::new(config.database_url.clone()))
+        .await
+        .with_context(|| format!("opening the database {}", config.database_url))?;
     store.close().await;
     tracing::info!(database = %config.database_url, "migrations applied");
     Ok(())
@@ -151,24 +168,19 @@ async fn serve() -> anyhow::Result<()> {
             "EVENTLY_JWT_SECRET is not set: using a random secret; tokens will not survive a restart"
         );
     }
-    let store = open_store(&config).await?;
-    let mail = EmailConfig::from_env().context("reading the mail configuration")?;
+    let backend = Backend::open(&config).await?;
     let worker_config = WorkerConfig::from_env().context("reading the worker configuration")?;
-    let shared: Arc<dyn evently_core::Store> = Arc::new(store.clone());
-    // Notifications are delivered by e-mail from this process (the in-process worker runs the job
-    // queue); an `evently-worker` on the same database can share the work: job leases keep two
-    // workers from running one job.
-    let email =
-        EmailNotifier::from_config(shared.clone(), &mail).context("building the mail transport")?;
-    let engine = Evently::builder()
-        .store(shared)
-        .notifier(Arc::new(email))
-        .build()
-        .context("building the engine")?;
-    let state = AppState::new(
+    // Notifications are delivered from this process (the in-process worker runs the job queue); an
+    // `evently-worker` on the same database can share the work: job leases keep two workers from
+    // running one job.
+    let EnvEngine { engine, push } = backend.engine_from_env(&worker_config)?;
+    let mut state = AppState::new(
         engine.clone(),
         config.auth_settings().context("authentication settings")?,
     );
+    if let Some(push) = &push {
+        state = state.with_push(&push.keys);
+    }
     if let Some(admin) = &config.admin {
         state
             .ensure_admin(&admin.email, &admin.password)
@@ -179,7 +191,7 @@ async fn serve() -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(config.bind)
         .await
         .with_context(|| format!("binding {}", config.bind))?;
-    tracing::info!(address = %listener.local_addr()?, database = %config.database_url, "evently listening");
+    tracing::info!(address = %listener.local_addr()?, backend = ?backend, "evently listening");
 
     let (stop_tx, stop_rx) = watch::channel(false);
     let stopped = |mut rx: watch::Receiver<bool>| async move {
@@ -203,7 +215,7 @@ async fn serve() -> anyhow::Result<()> {
     if let Err(e) = worker.await {
         tracing::error!(error = %e, "worker task failed");
     }
-    store.close().await;
+    backend.close().await;
     served
 }
 
@@ -220,6 +232,7 @@ mod tests {
         assert_eq!(parse_args(&args(&[])), Ok(Command::Serve));
         assert_eq!(parse_args(&args(&["serve"])), Ok(Command::Serve));
         assert_eq!(parse_args(&args(&["migrate"])), Ok(Command::Migrate));
+        assert_eq!(parse_args(&args(&["vapid-keys"])), Ok(Command::VapidKeys));
         assert_eq!(parse_args(&args(&["--help"])), Ok(Command::Help));
         assert!(parse_args(&args(&["serv"])).is_err());
         assert!(parse_args(&args(&["serve", "now"])).is_err());

@@ -26,6 +26,8 @@
 //! crash, or when a lease runs out — has the effect of once.
 
 use std::future::Future;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use evently_core::{Evently, JobRunSummary};
@@ -36,6 +38,11 @@ use crate::config::ConfigError;
 pub const ENV_WORKER_POLL_MS: &str = "EVENTLY_WORKER_POLL_MS";
 /// Batch size variable.
 pub const ENV_WORKER_BATCH: &str = "EVENTLY_WORKER_BATCH";
+/// Job lease variable (seconds).
+pub const ENV_WORKER_LEASE_SECS: &str = "EVENTLY_WORKER_LEASE_SECS";
+
+/// Default job lease: how long a claimed job is a worker's before another may take it (after a crash).
+pub const DEFAULT_LEASE: Duration = Duration::from_secs(5 * 60);
 
 /// Default pause between polls of an empty queue.
 pub const DEFAULT_POLL_INTERVAL: Duration = Duration::from_secs(1);
@@ -53,12 +60,15 @@ const MAX_BATCHES_PER_PASS: u32 = 100;
 /// | --- | --- | --- |
 /// | `EVENTLY_WORKER_POLL_MS` | `1000` | pause between polls of an empty queue, 10 to 3,600,000 ms |
 /// | `EVENTLY_WORKER_BATCH` | `100` | jobs claimed at a time, 1 to 10,000 |
+/// | `EVENTLY_WORKER_LEASE_SECS` | `300` | job lease (visibility timeout): a job claimed by a worker that died is run again this long after the claim, 1 to 86,400 s; longer than the slowest job |
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct WorkerConfig {
     /// Pause between polls of an empty queue.
     pub poll_interval: Duration,
     /// Jobs claimed at a time.
     pub batch: u32,
+    /// How long a claimed job is leased (the engine's [`EngineConfig::job_lease`](evently_core::EngineConfig::job_lease)).
+    pub lease: Duration,
 }
 
 impl Default for WorkerConfig {
@@ -66,6 +76,7 @@ impl Default for WorkerConfig {
         Self {
             poll_interval: DEFAULT_POLL_INTERVAL,
             batch: DEFAULT_BATCH,
+            lease: DEFAULT_LEASE,
         }
     }
 }
@@ -73,7 +84,11 @@ impl Default for WorkerConfig {
 impl WorkerConfig {
     /// Reads the process environment.
     pub fn from_env() -> Result<Self, ConfigError> {
-        let vars = crate::config::env_snapshot(&[ENV_WORKER_POLL_MS, ENV_WORKER_BATCH])?;
+        let vars = crate::config::env_snapshot(&[
+            ENV_WORKER_POLL_MS,
+            ENV_WORKER_BATCH,
+            ENV_WORKER_LEASE_SECS,
+        ])?;
         Self::from_lookup(|name| vars.get(name).cloned())
     }
 
@@ -104,7 +119,27 @@ impl WorkerConfig {
                 }
             }
         }
+        if let Some(v) = lookup(ENV_WORKER_LEASE_SECS) {
+            match v.trim().parse::<u64>() {
+                Ok(secs @ 1..=86_400) => config.lease = Duration::from_secs(secs),
+                _ => {
+                    return Err(ConfigError::InvalidValue {
+                        var: ENV_WORKER_LEASE_SECS,
+                        value: v,
+                        reason: "expected seconds from 1 to 86400".into(),
+                    });
+                }
+            }
+        }
         Ok(config)
+    }
+
+    /// The engine settings with this lease and the other fields at their defaults.
+    pub fn engine_config(&self) -> evently_core::EngineConfig {
+        evently_core::EngineConfig {
+            job_lease: self.lease,
+            ..Default::default()
+        }
     }
 }
 
@@ -113,6 +148,8 @@ impl WorkerConfig {
 pub struct WorkerPass {
     /// Holds (and waitlist offers) expired by the sweep.
     pub holds_expired: u32,
+    /// Jobs handed over from the store's outbox to the engine's separate work queue (0 without one).
+    pub relayed: u32,
     /// Jobs run, summed over the pass's batches.
     pub jobs: JobRunSummary,
     /// Steps that failed (each is logged); the next pass tries again.
@@ -135,6 +172,8 @@ pub struct Worker {
     poll_interval: Duration,
     batch: u32,
     expire_holds: bool,
+    /// Set when shutdown was asked for: a pass in progress ends after its current batch.
+    stopping: Arc<AtomicBool>,
 }
 
 impl Worker {
@@ -146,6 +185,7 @@ impl Worker {
             poll_interval: DEFAULT_POLL_INTERVAL,
             batch: DEFAULT_BATCH,
             expire_holds: true,
+            stopping: Arc::new(AtomicBool::new(false)),
         }
     }
 
@@ -179,8 +219,10 @@ impl Worker {
         &self.engine
     }
 
-    /// One pass: sweeps expired holds (if enabled), then runs batches of due jobs until a batch comes
-    /// back short (the queue is drained) or a bound on batches is hit. Errors are logged and counted.
+    /// One pass: sweeps expired holds (if enabled); when the engine has a separate work queue (Redis),
+    /// hands the store's due jobs over to it ([`Evently::relay_jobs`]); then runs batches of due jobs
+    /// until a batch comes back short (the queue is drained) or a bound on batches is hit. Errors are
+    /// logged and counted.
     pub async fn run_once(&self) -> WorkerPass {
         let mut pass = WorkerPass::default();
         if self.expire_holds {
@@ -198,6 +240,27 @@ impl Worker {
             }
         }
         for _ in 0..MAX_BATCHES_PER_PASS {
+            if self.stopping.load(Ordering::Relaxed) {
+                break;
+            }
+            match self.engine.relay_jobs(self.batch).await {
+                Ok(n) => {
+                    pass.relayed += n;
+                    if n < self.batch {
+                        break;
+                    }
+                }
+                Err(e) => {
+                    pass.failures += 1;
+                    tracing::error!(error = %e, "handing jobs over to the work queue failed");
+                    break;
+                }
+            }
+        }
+        for _ in 0..MAX_BATCHES_PER_PASS {
+            if self.stopping.load(Ordering::Relaxed) {
+                break;
+            }
             match self.engine.run_jobs(self.batch).await {
                 Ok(summary) => {
                     pass.add(summary);
@@ -219,8 +282,9 @@ impl Worker {
     }
 
     /// Runs passes until `shutdown` completes: a pass, then a pause of the polling interval when the
-    /// queue was drained (none when a pass stopped at its batch bound). A pass in progress is finished
-    /// before stopping, so no claimed job is abandoned mid-way. Each pass runs in its own task, so a
+    /// queue was drained (none when a pass stopped at its batch bound). When `shutdown` completes during
+    /// a pass, the batch in progress is finished and no further batch starts, so no claimed job is
+    /// abandoned mid-way and stopping takes at most one batch's time. Each pass runs in its own task, so a
     /// panicking notifier is logged and the loop goes on (its jobs are retried when their lease runs out).
     pub async fn run(self, shutdown: impl Future<Output = ()>) {
         tokio::pin!(shutdown);
@@ -229,15 +293,30 @@ impl Worker {
             batch = self.batch,
             "worker started"
         );
+        // This run's own flag, shared only with the passes it spawns (not with other clones).
+        let this = Worker {
+            stopping: Arc::new(AtomicBool::new(false)),
+            ..self
+        };
         loop {
-            // Stop between passes if asked to (never in the middle of one).
             tokio::select! {
                 biased;
                 () = &mut shutdown => break,
                 () = std::future::ready(()) => {}
             }
-            let worker = self.clone();
-            let pass = match tokio::spawn(async move { worker.run_once().await }).await {
+            let worker = this.clone();
+            let mut pass_task = tokio::spawn(async move { worker.run_once().await });
+            // Shutdown during a pass: the batch in progress finishes (its jobs complete or fail as
+            // usual, none is abandoned mid-way), no further batch starts, then the loop ends.
+            let (joined, stop) = tokio::select! {
+                joined = &mut pass_task => (joined, false),
+                () = &mut shutdown => {
+                    tracing::info!("shutdown asked: finishing the jobs in flight");
+                    this.stopping.store(true, Ordering::Relaxed);
+                    (pass_task.await, true)
+                }
+            };
+            let pass = match joined {
                 Ok(pass) => pass,
                 Err(e) => {
                     tracing::error!(error = %e, "worker pass aborted");
@@ -247,12 +326,15 @@ impl Worker {
                     }
                 }
             };
+            if stop {
+                break;
+            }
             let saturated = pass.failures == 0
-                && pass.jobs.claimed >= self.batch.saturating_mul(MAX_BATCHES_PER_PASS);
+                && pass.jobs.claimed >= this.batch.saturating_mul(MAX_BATCHES_PER_PASS);
             if !saturated {
                 tokio::select! {
                     () = &mut shutdown => break,
-                    () = tokio::time::sleep(self.poll_interval) => {}
+                    () = tokio::time::sleep(this.poll_interval) => {}
                 }
             }
         }
@@ -311,14 +393,22 @@ mod tests {
     #[test]
     fn config_defaults_and_values() {
         assert_eq!(from(&[]).unwrap(), WorkerConfig::default());
-        let c = from(&[(ENV_WORKER_POLL_MS, "250"), (ENV_WORKER_BATCH, "7")]).unwrap();
+        let c = from(&[
+            (ENV_WORKER_POLL_MS, "250"),
+            (ENV_WORKER_BATCH, "7"),
+            (ENV_WORKER_LEASE_SECS, "30"),
+        ])
+        .unwrap();
         assert_eq!(c.poll_interval, Duration::from_millis(250));
         assert_eq!(c.batch, 7);
+        assert_eq!(c.engine_config().job_lease, Duration::from_secs(30));
         for (var, bad) in [
             (ENV_WORKER_POLL_MS, "0"),
             (ENV_WORKER_POLL_MS, "soon"),
             (ENV_WORKER_BATCH, "0"),
             (ENV_WORKER_BATCH, "10001"),
+            (ENV_WORKER_LEASE_SECS, "0"),
+            (ENV_WORKER_LEASE_SECS, "86401"),
         ] {
             assert!(
                 matches!(from(&[(var, bad)]), Err(ConfigError::InvalidValue { var: v, .. }) if v == var),

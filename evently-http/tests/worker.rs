@@ -145,3 +145,72 @@ async fn the_binary_runs_due_jobs_once_from_its_environment() {
     let usage = run(&["bogus"], &[]);
     assert_eq!(usage.status.code(), Some(2));
 }
+
+/// A notifier that takes its time, and tells when its first delivery started.
+struct Slow {
+    started: tokio::sync::Notify,
+    calls: std::sync::atomic::AtomicU32,
+}
+
+#[async_trait::async_trait]
+impl evently_core::Notifier for Slow {
+    fn name(&self) -> &str {
+        "slow"
+    }
+
+    async fn notify(
+        &self,
+        _: evently_core::ports::Delivery<'_>,
+    ) -> Result<(), evently_core::ports::NotifyError> {
+        self.calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        self.started.notify_one();
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        Ok(())
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_during_a_pass_finishes_the_batch_in_flight_and_starts_no_other() {
+    let store: Arc<dyn Store> = Arc::new(SqliteStore::open_in_memory().await.expect("sqlite"));
+    let slow = Arc::new(Slow {
+        started: tokio::sync::Notify::new(),
+        calls: Default::default(),
+    });
+    let engine = Evently::builder()
+        .store(store.clone())
+        .notifier(slow.clone())
+        .build()
+        .expect("engine");
+    for i in 0..40 {
+        engine
+            .register_user(new_user(&format!("user{i}@example.com")))
+            .await
+            .expect("register");
+    }
+
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let handle = Worker::new(engine.clone()).batch_size(4).spawn(async move {
+        let _ = stopped.await;
+    });
+    // Ask to stop while the first batch is being delivered (one pass would otherwise run all ten).
+    slow.started.notified().await;
+    stop.send(()).expect("worker still running");
+    tokio::time::timeout(Duration::from_secs(10), handle)
+        .await
+        .expect("the worker stops within a batch's time")
+        .expect("the worker task did not panic");
+
+    let stats = store.job_queue().stats().await.expect("stats");
+    assert_eq!(stats.running, 0, "no claimed job abandoned: {stats:?}");
+    assert_eq!(stats.dead, 0, "{stats:?}");
+    let delivered = slow.calls.load(std::sync::atomic::Ordering::SeqCst);
+    assert_eq!(
+        u64::from(delivered),
+        stats.done,
+        "every claimed job finished: {stats:?}"
+    );
+    assert!(
+        (4..40).contains(&delivered) && stats.queued == u64::from(40 - delivered),
+        "the pass stopped after its batch: {delivered} delivered, {stats:?}"
+    );
+}

@@ -1,5 +1,6 @@
 //! `evently-worker`: runs Evently's background jobs (e-mail notifications with PDF tickets, hold and
-//! offer expiry) against the embedded SQLite store, next to or apart from the `evently` server.
+//! offer expiry) against the configured store (SQLite by default, or PostgreSQL) and job queue (the
+//! store's own, or Redis), next to or apart from the `evently` server.
 //!
 //! ```text
 //! evently-worker [run]   poll for due jobs until SIGINT/SIGTERM (default)
@@ -7,18 +8,17 @@
 //! ```
 //!
 //! Configuration comes from the environment: the database as for the server
-//! (`evently_http::config`), mail from `evently_http::notify::email::EmailConfig`, polling from
+//! (`evently_http::config`), mail from `evently_http::notify::email::EmailConfig`, web push (when
+//! `EVENTLY_VAPID_*` is set) from `evently_http::notify::push::PushConfig`, polling from
 //! `evently_http::worker::WorkerConfig`; logging from `RUST_LOG` (default `info`).
 
 use std::process::ExitCode;
-use std::sync::Arc;
 
 use anyhow::Context;
-use evently_core::Evently;
 use evently_http::Config;
-use evently_http::notify::{EmailConfig, EmailNotifier};
+use evently_http::backend::Backend;
+
 use evently_http::worker::{Worker, WorkerConfig, shutdown_signal};
-use evently_storage::{SqliteConfig, SqliteStore};
 use tracing_subscriber::EnvFilter;
 
 const USAGE: &str = "\
@@ -30,14 +30,21 @@ commands:
   help      print this help
 
 environment:
-  EVENTLY_DATABASE_URL        SQLite database URL (default sqlite://evently.db)
+  EVENTLY_DATABASE_URL        sqlite://path (default sqlite://evently.db) or postgres://user@host/db
+  EVENTLY_QUEUE               store (the database's job table, default) or redis
+  EVENTLY_REDIS_URL           redis://host:port[/db], with EVENTLY_QUEUE=redis
   EVENTLY_MAIL_TRANSPORT      smtp, file or log (default: smtp if EVENTLY_SMTP_URL is set, else file)
   EVENTLY_SMTP_URL            smtp://[user:pass@]host[:port][?tls=required|opportunistic] or smtps://...
   EVENTLY_SMTP_TIMEOUT_SECS   SMTP command timeout (default 30)
   EVENTLY_MAIL_DIR            directory of the file transport (default evently-mail)
   EVENTLY_MAIL_FROM           sender (default \"Evently <noreply@localhost>\")
+  EVENTLY_VAPID_PRIVATE_KEY   web push: VAPID private key, 32 bytes base64url (push is off when unset)
+  EVENTLY_VAPID_SUBJECT       web push: contact for push services, mailto:... or https://...
+  EVENTLY_PUSH_TTL_SECS       web push: how long push services keep a message (default 86400)
+  EVENTLY_PUSH_TIMEOUT_SECS   web push: request timeout (default 10)
   EVENTLY_WORKER_POLL_MS      pause between polls of an empty queue (default 1000)
   EVENTLY_WORKER_BATCH        jobs claimed at a time (default 100)
+  EVENTLY_WORKER_LEASE_SECS   job lease: a crashed worker's jobs run again after it (default 300)
   RUST_LOG                    log filter (default info)
 ";
 
@@ -93,26 +100,17 @@ async fn main() -> ExitCode {
 
 async fn run(command: Command) -> anyhow::Result<()> {
     let config = Config::from_env().context("reading the configuration")?;
-    let mail = EmailConfig::from_env().context("reading the mail configuration")?;
     let worker_config = WorkerConfig::from_env().context("reading the worker configuration")?;
-    let store = SqliteStore::open(SqliteConfig::new(config.database_url.clone()))
-        .await
-        .with_context(|| format!("opening the database {}", config.database_url))?;
-    let shared: Arc<dyn evently_core::Store> = Arc::new(store.clone());
-    let email =
-        EmailNotifier::from_config(shared.clone(), &mail).context("building the mail transport")?;
-    tracing::info!(database = %config.database_url, mail = ?mail, "evently-worker starting");
-    let engine = Evently::builder()
-        .store(shared)
-        .notifier(Arc::new(email))
-        .build()
-        .context("building the engine")?;
+    let backend = Backend::open(&config).await?;
+    tracing::info!(backend = ?backend, "evently-worker starting");
+    let engine = backend.engine_from_env(&worker_config)?.engine;
     let worker = Worker::new(engine).with_config(worker_config);
     let result = match command {
         Command::Once => {
             let pass = worker.run_once().await;
             tracing::info!(
                 holds_expired = pass.holds_expired,
+                relayed = pass.relayed,
                 claimed = pass.jobs.claimed,
                 succeeded = pass.jobs.succeeded,
                 retried = pass.jobs.retried,
@@ -133,7 +131,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
             Ok(())
         }
     };
-    store.close().await;
+    backend.close().await;
     result
 }
 

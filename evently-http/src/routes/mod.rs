@@ -4,6 +4,7 @@ mod auth;
 mod bookings;
 mod events;
 mod health;
+mod push;
 
 use axum::Router;
 use axum::routing::{get, post};
@@ -23,4 +24,9 @@ pub(crate) fn router() -> Router<AppState> {
         .route("/bookings/{id}", get(bookings::get))
         .route("/bookings/{id}/confirm", post(bookings::confirm))
         .route("/bookings/{id}/cancel", post(bookings::cancel))
+        .route("/push/vapid-public-key", get(push::vapid_public_key))
+        .route(
+            "/me/push-subscriptions",
+            post(push::subscribe).delete(push::unsubscribe),
+        )
 }
