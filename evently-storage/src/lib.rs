@@ -15,6 +15,8 @@
 
 #[cfg(feature = "testing")]
 pub mod conformance;
+#[cfg(any(feature = "redis", feature = "postgres"))]
+mod group_commit;
 pub mod memory;
 #[cfg(feature = "postgres")]
 pub mod postgres;

@@ -47,6 +47,22 @@ fn missing_job() -> StoreError {
 }
 
 impl PostgresStore {
+    /// Marks the jobs done in one statement; per id, 1 if it exists, else 0.
+    async fn complete_batch(&self, ids: Vec<uuid::Uuid>) -> R<Vec<i64>> {
+        let rows = self
+            .autocommit("complete jobs", || {
+                sqlx::query_scalar::<_, uuid::Uuid>(
+                    "UPDATE jobs SET status = 'done', locked_until = NULL \
+                     WHERE id = ANY($1) RETURNING id",
+                )
+                .bind(&ids)
+                .fetch_all(&self.pool)
+            })
+            .await?;
+        let found: std::collections::HashSet<uuid::Uuid> = rows.into_iter().collect();
+        Ok(ids.iter().map(|id| i64::from(found.contains(id))).collect())
+    }
+
     /// Runs a single-statement operation with the client-side deadline, again while it fails
     /// transiently (at most [`ATTEMPTS`] times).
     async fn autocommit<T, F, Fut>(&self, what: &'static str, mut op: F) -> R<T>
@@ -200,14 +216,14 @@ impl JobQueue for PostgresStore {
     }
 
     async fn complete(&self, id: JobId) -> R<()> {
-        let done = self
-            .autocommit("complete job", || {
-                sqlx::query("UPDATE jobs SET status = 'done', locked_until = NULL WHERE id = $1")
-                    .bind(id.0)
-                    .execute(&self.pool)
-            })
-            .await?;
-        match done.rows_affected() {
+        // Concurrent completions (a worker's batch, other workers in this process) share one UPDATE.
+        let send = |ids: Vec<uuid::Uuid>| self.complete_batch(ids);
+        let found = match self.completions.submit(id.0, send).await {
+            Some(r) => r?,
+            // The leader was cancelled: complete this one alone (completing is idempotent).
+            None => self.complete_batch(vec![id.0]).await?[0],
+        };
+        match found {
             0 => Err(missing_job()),
             _ => Ok(()),
         }

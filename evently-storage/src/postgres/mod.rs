@@ -85,6 +85,8 @@ pub struct PostgresStore {
     deadline: Duration,
     /// [`PostgresConfig::defer_writes`].
     defer_writes: bool,
+    /// Concurrent job completions, sent as one statement.
+    completions: Arc<crate::group_commit::Batcher<uuid::Uuid>>,
     /// A test database dropped with the last clone of the store (declared last: dropped after the pool).
     #[cfg(feature = "testing")]
     test_database: Option<Arc<testing::TestDatabase>>,
@@ -138,6 +140,7 @@ impl PostgresStore {
             pool,
             deadline: config.statement_timeout + CLIENT_MARGIN,
             defer_writes: config.defer_writes,
+            completions: Arc::new(crate::group_commit::Batcher::new()),
             #[cfg(feature = "testing")]
             test_database: None,
         };

@@ -1,0 +1,122 @@
+//! Group commit for single-row queue operations: concurrent calls of one process are sent to the
+//! server together (used by the Redis and PostgreSQL job queues for `complete`, and by Redis for
+//! `enqueue`/`accept`).
+
+use std::future::Future;
+
+use evently_core::StoreError;
+use tokio::sync::oneshot;
+
+type R<T> = Result<T, StoreError>;
+
+/// Group commit: concurrent calls of one kind (enqueues, completions) go to the server as one call
+/// (a Redis script, an SQL statement).
+/// A caller that finds no leader leads: it lets the others join (one yield), takes every waiting item,
+/// steps down (the next caller leads the next batch, which is sent while this one is on the wire),
+/// sends them (at most [`BATCH`] a call) and hands each caller its answer. A cancelled leader
+/// drops its callers' answers; they then send their own item alone.
+pub(crate) struct Batcher<T> {
+    state: std::sync::Mutex<BatchState<T>>,
+}
+
+struct BatchState<T> {
+    waiting: Vec<(T, oneshot::Sender<R<i64>>)>,
+    leading: bool,
+}
+
+impl<T> Batcher<T> {
+    pub(crate) fn new() -> Self {
+        Self {
+            state: std::sync::Mutex::new(BatchState {
+                waiting: Vec::new(),
+                leading: false,
+            }),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, BatchState<T>> {
+        self.state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// `item`'s answer from a batch sent with `send`; `None` when the leader was cancelled first.
+    pub(crate) async fn submit<F, Fut>(&self, item: T, send: F) -> Option<R<i64>>
+    where
+        F: Fn(Vec<T>) -> Fut,
+        Fut: Future<Output = R<Vec<i64>>>,
+    {
+        let (tx, rx) = oneshot::channel();
+        let lead = {
+            let mut g = self.lock();
+            g.waiting.push((item, tx));
+            !std::mem::replace(&mut g.leading, true)
+        };
+        if lead {
+            self.lead(send).await;
+        }
+        rx.await.ok()
+    }
+
+    async fn lead<F, Fut>(&self, send: F)
+    where
+        F: Fn(Vec<T>) -> Fut,
+        Fut: Future<Output = R<Vec<i64>>>,
+    {
+        struct Cancelled<'a, T>(&'a Batcher<T>, bool);
+        impl<T> Drop for Cancelled<'_, T> {
+            fn drop(&mut self) {
+                if self.1 {
+                    let mut g = self.0.lock();
+                    g.leading = false;
+                    g.waiting.clear();
+                }
+            }
+        }
+        let mut guard = Cancelled(self, true);
+        // Let the calls issued together (a worker's batch, other tasks) join this one.
+        tokio::task::yield_now().await;
+        let waiting = {
+            let mut g = self.lock();
+            g.leading = false;
+            guard.1 = false;
+            std::mem::take(&mut g.waiting)
+        };
+        // Calls that arrive from now on form the next batch, sent by their own leader while this one
+        // is on the wire (the connection pipelines them).
+        let mut waiting = waiting.into_iter();
+        loop {
+            let (items, answers): (Vec<T>, Vec<_>) = waiting.by_ref().take(BATCH).unzip();
+            if items.is_empty() {
+                return;
+            }
+            match send(items).await {
+                Ok(found) => {
+                    for (tx, f) in answers.into_iter().zip(found) {
+                        let _ = tx.send(Ok(f));
+                    }
+                }
+                Err(e) => {
+                    for tx in answers {
+                        let _ = tx.send(Err(copy_error(&e)));
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// At most this many calls go in one call to the server.
+pub(crate) const BATCH: usize = 256;
+
+/// The same error for another caller (`StoreError` is not `Clone`).
+pub(crate) fn copy_error(e: &StoreError) -> StoreError {
+    match e {
+        StoreError::Unavailable { message } => StoreError::Unavailable {
+            message: message.clone(),
+        },
+        other => StoreError::Backend {
+            message: other.to_string(),
+        },
+    }
+}
