@@ -1,3 +1,5 @@
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -6,10 +8,13 @@ use tracing::Instrument;
 
 use super::{Draft, Evently, account, chrono_dur};
 use crate::model::{
-    Booking, BookingSource, BookingStatus, Event, NotificationKind, Ticket, WaitlistStatus,
+    Booking, BookingSource, BookingStatus, Event, Notification, NotificationKind, Ticket,
+    WaitlistStatus,
 };
-use crate::ports::{LockMode, Transaction};
-use crate::{Actor, BookingId, Entity, Error, EventId, Result, StoreError, TicketId};
+use crate::ports::{IdGenerator, LockMode, Transaction};
+use crate::{
+    Actor, BookingId, Entity, Error, EventId, NotificationId, Result, StoreError, TicketId, UserId,
+};
 
 /// A request for seats.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -64,7 +69,7 @@ pub struct Reservation {
 }
 
 /// A validated booking request waiting for its transaction.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub(crate) struct Pending {
     /// Assigned up front, so a request whose outcome was lost can find out whether it committed.
     pub(crate) booking_id: BookingId,
@@ -72,6 +77,40 @@ pub(crate) struct Pending {
     pub(crate) req: BookingRequest,
     pub(crate) mode: Mode,
     pub(crate) ttl: Duration,
+    /// For a direct booking: its records, built before it queues for the event (see [`Prepared`]).
+    /// The first transaction that confirms the booking takes them; a retry builds new ones.
+    pub(crate) prepared: Mutex<Option<Prepared>>,
+}
+
+impl Pending {
+    fn take_prepared(&self) -> Option<Prepared> {
+        self.prepared
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take()
+    }
+}
+
+/// The tickets and the confirmation of a booking, built before its transaction: ids, ticket numbers,
+/// QR payloads and the notification's data need neither the event's lock nor its current state, so
+/// this work runs in the requesting task, in parallel with the transaction that holds the event's lock.
+/// The transaction fills in the times and the texts (which name the event and the price).
+#[derive(Debug)]
+pub(crate) struct Prepared {
+    tickets: Vec<Ticket>,
+    notification: Notification,
+}
+
+impl Prepared {
+    /// Whether these records were built for `booking`.
+    fn fits(&self, booking: &Booking) -> bool {
+        self.tickets.len() == booking.quantity as usize
+            && self
+                .tickets
+                .iter()
+                .all(|t| t.booking_id == booking.id && t.event_id == booking.event_id)
+            && self.notification.user_id == booking.user_id
+    }
 }
 
 impl Evently {
@@ -139,13 +178,25 @@ impl Evently {
 
     async fn reserve(&self, actor: &Actor, req: BookingRequest, mode: Mode) -> Result<Reservation> {
         let ttl = self.check_request(&req)?;
-        let pending = Pending {
-            booking_id: BookingId(self.inner.ids.uuid()),
+        let booking_id = BookingId(self.inner.ids.uuid());
+        let prepared = match mode {
+            Mode::Book => Some(prepare(
+                &*self.inner.ids,
+                req.event_id,
+                booking_id,
+                actor.user_id,
+                req.quantity,
+            )),
+            Mode::Hold => None,
+        };
+        let pending = Arc::new(Pending {
+            booking_id,
             actor: *actor,
             req,
             mode,
             ttl,
-        };
+            prepared: Mutex::new(prepared),
+        });
         let span = tracing::debug_span!("reserve", event_id = %pending.req.event_id, user_id = %actor.user_id);
         let result = if self.inner.config.max_batch > 1 {
             self.reserve_combined(pending.clone())
@@ -224,10 +275,11 @@ impl Evently {
         };
         let now = self.now();
         let mut dirty = false;
+        let mut texts = None;
         let mut results = Vec::with_capacity(batch.len());
         for p in batch {
             match self
-                .reserve_in_tx(&mut *tx, &mut event, p, now, &mut dirty)
+                .reserve_in_tx(&mut *tx, &mut event, p, now, &mut dirty, &mut texts)
                 .await
             {
                 Err(e @ Error::Store(_)) => return Err(e),
@@ -250,6 +302,7 @@ impl Evently {
         p: &Pending,
         now: DateTime<Utc>,
         dirty: &mut bool,
+        texts: &mut Option<ConfirmationTexts>,
     ) -> Result<Booking> {
         let (actor, req) = (&p.actor, &p.req);
         if let Some(key) = &req.idempotency_key
@@ -292,7 +345,8 @@ impl Evently {
         *dirty = true;
         tx.insert_booking(&booking).await?;
         if status == BookingStatus::Confirmed {
-            self.on_confirmed(tx, event, &booking, now).await?;
+            self.on_confirmed(tx, event, &booking, now, p.take_prepared(), texts)
+                .await?;
         }
         Ok(booking)
     }
@@ -354,7 +408,8 @@ impl Evently {
                 tx.update_waitlist_entry(&entry).await?;
             }
             tx.update_event(&event).await?;
-            self.on_confirmed(&mut *tx, &event, &booking, now).await?;
+            self.on_confirmed(&mut *tx, &event, &booking, now, None, &mut None)
+                .await?;
             tx.commit().await?;
             Ok(booking)
         })
@@ -561,49 +616,95 @@ impl Evently {
         })
     }
 
-    /// Issues tickets and queues the confirmation for a booking that just became confirmed.
+    /// Issues tickets and queues the confirmation for a booking that just became confirmed, from the
+    /// records built beforehand when they fit the booking.
     async fn on_confirmed(
         &self,
         tx: &mut dyn Transaction,
         event: &Event,
         booking: &Booking,
         now: DateTime<Utc>,
+        prepared: Option<Prepared>,
+        texts: &mut Option<ConfirmationTexts>,
     ) -> Result<()> {
-        let tickets: Vec<Ticket> = (0..booking.quantity)
-            .map(|_| {
-                let number = self.inner.ids.ticket_number();
-                Ticket {
-                    id: TicketId(self.inner.ids.uuid()),
-                    booking_id: booking.id,
-                    event_id: booking.event_id,
-                    qr_payload: qr_payload(event.id, booking.id, &number),
-                    number,
-                    issued_at: now,
-                }
-            })
-            .collect();
-        tx.insert_tickets(&tickets).await.map_err(|e| match e {
-            // A ticket-number collision: retrying the whole transaction draws new numbers.
-            StoreError::UniqueViolation { constraint } => Error::Store(StoreError::Transient {
-                message: format!("ticket number collision on {constraint}"),
-            }),
-            other => other.into(),
-        })?;
-        self.notify(
-            tx,
-            Draft {
-                user_id: booking.user_id,
-                kind: NotificationKind::BookingConfirmed,
-                title: ["Booking confirmed: ", &event.name].concat(),
-                message: confirmation_message(event, booking),
-                data: vec![
-                    ("booking_id", booking.id.to_string()),
-                    ("event_id", event.id.to_string()),
-                ],
-            },
-            now,
-        )
-        .await
+        let Prepared {
+            mut tickets,
+            mut notification,
+        } = match prepared {
+            Some(p) if p.fits(booking) => p,
+            _ => prepare(
+                &*self.inner.ids,
+                booking.event_id,
+                booking.id,
+                booking.user_id,
+                booking.quantity,
+            ),
+        };
+        for t in &mut tickets {
+            t.issued_at = now;
+        }
+        tx.insert_tickets_owned(tickets)
+            .await
+            .map_err(|e| match e {
+                // A ticket-number collision: retrying the whole transaction draws new numbers.
+                StoreError::UniqueViolation { constraint } => Error::Store(StoreError::Transient {
+                    message: format!("ticket number collision on {constraint}"),
+                }),
+                other => other.into(),
+            })?;
+        let texts = texts.get_or_insert_with(|| ConfirmationTexts::new(event));
+        notification.title = texts.title.clone();
+        notification.message = texts.message(booking);
+        notification.created_at = now;
+        self.record_notification(tx, notification, now).await
+    }
+}
+
+/// The records of a confirmed booking that do not depend on the event's state (see [`Prepared`]).
+fn prepare(
+    ids: &dyn IdGenerator,
+    event_id: EventId,
+    booking_id: BookingId,
+    user_id: UserId,
+    quantity: u32,
+) -> Prepared {
+    let tickets = (0..quantity)
+        .map(|_| {
+            let number = ids.ticket_number();
+            Ticket {
+                id: TicketId(ids.uuid()),
+                booking_id,
+                event_id,
+                qr_payload: qr_payload(event_id, booking_id, &number),
+                number,
+                issued_at: DateTime::UNIX_EPOCH,
+            }
+        })
+        .collect();
+    let mut buf = uuid::Uuid::encode_buffer();
+    let data = BTreeMap::from([
+        (
+            "booking_id".to_owned(),
+            booking_id.0.hyphenated().encode_lower(&mut buf).to_owned(),
+        ),
+        (
+            "event_id".to_owned(),
+            event_id.0.hyphenated().encode_lower(&mut buf).to_owned(),
+        ),
+    ]);
+    let notification = Notification {
+        id: NotificationId(ids.uuid()),
+        user_id,
+        kind: NotificationKind::BookingConfirmed,
+        title: String::new(),
+        message: String::new(),
+        data,
+        created_at: DateTime::UNIX_EPOCH,
+        sent_at: None,
+    };
+    Prepared {
+        tickets,
+        notification,
     }
 }
 
@@ -663,28 +764,131 @@ fn qr_payload(event: EventId, booking: BookingId, number: &str) -> String {
     out
 }
 
-/// "2 seat(s) for Gig at Club, starting 2030-01-08T09:00:00Z. Total 3000 EUR."
-fn confirmation_message(event: &crate::model::Event, booking: &Booking) -> String {
-    use std::fmt::Write as _;
-    let mut out = String::with_capacity(64 + event.name.len() + event.venue.len());
-    // Writing to a String cannot fail.
-    let _ = write!(out, "{}", booking.quantity);
-    out.push_str(" seat(s) for ");
-    out.push_str(&event.name);
-    out.push_str(" at ");
-    out.push_str(&event.venue);
-    out.push_str(", starting ");
-    out.push_str(
-        &event
-            .starts_at
-            .to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true),
-    );
-    out.push_str(". Total ");
-    let _ = write!(out, "{}", booking.total_price.minor);
-    out.push(' ');
-    out.push_str(booking.total_price.currency.as_str());
-    out.push('.');
-    out
+/// The parts of a booking confirmation's texts that depend only on the event (its name, venue and
+/// start), built once per batch: a booking transaction never changes them.
+pub(crate) struct ConfirmationTexts {
+    /// "Booking confirmed: Gig".
+    title: String,
+    /// " seat(s) for Gig at Club, starting 2030-01-08T09:00:00Z. Total ".
+    middle: String,
+}
+
+impl ConfirmationTexts {
+    fn new(event: &Event) -> Self {
+        let mut starts = [0u8; 32];
+        let chrono_starts;
+        let starts = match write_rfc3339(&mut starts, event.starts_at) {
+            Some(s) => s,
+            None => {
+                chrono_starts = event
+                    .starts_at
+                    .to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true);
+                chrono_starts.as_str()
+            }
+        };
+        Self {
+            title: ["Booking confirmed: ", &event.name].concat(),
+            middle: [
+                " seat(s) for ",
+                &event.name,
+                " at ",
+                &event.venue,
+                ", starting ",
+                starts,
+                ". Total ",
+            ]
+            .concat(),
+        }
+    }
+
+    /// "2 seat(s) for Gig at Club, starting 2030-01-08T09:00:00Z. Total 3000 EUR."
+    /// Written by hand (no `format!`, numbers into stack buffers): this runs once per confirmed
+    /// booking, inside the event's transaction.
+    fn message(&self, booking: &Booking) -> String {
+        let mut quantity = [0u8; 24];
+        let quantity = write_int(&mut quantity, i64::from(booking.quantity));
+        let mut total = [0u8; 24];
+        let total = write_int(&mut total, booking.total_price.minor);
+        let parts = [
+            quantity,
+            &self.middle,
+            total,
+            " ",
+            booking.total_price.currency.as_str(),
+            ".",
+        ];
+        let mut out = String::with_capacity(parts.iter().map(|p| p.len()).sum());
+        for p in parts {
+            out.push_str(p);
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+fn confirmation_message(event: &Event, booking: &Booking) -> String {
+    ConfirmationTexts::new(event).message(booking)
+}
+
+/// Writes `n` in decimal, as `Display` does, at the end of `buf`; returns the text.
+fn write_int(buf: &mut [u8; 24], n: i64) -> &str {
+    let mut v = n.unsigned_abs();
+    let mut i = buf.len();
+    loop {
+        i -= 1;
+        buf[i] = b'0' + (v % 10) as u8;
+        v /= 10;
+        if v == 0 {
+            break;
+        }
+    }
+    if n < 0 {
+        i -= 1;
+        buf[i] = b'-';
+    }
+    std::str::from_utf8(&buf[i..]).unwrap_or_default()
+}
+
+/// Writes `t` as `t.to_rfc3339_opts(SecondsFormat::AutoSi, true)` does (`2030-01-08T09:00:00Z`,
+/// with 3, 6 or 9 fraction digits when the time has a fraction); returns the text. `None` for years
+/// outside 0 to 9999 and leap seconds, which the caller leaves to chrono.
+fn write_rfc3339(buf: &mut [u8; 32], t: DateTime<Utc>) -> Option<&str> {
+    use chrono::{Datelike, Timelike};
+    let t = t.naive_utc();
+    let (year, nanos) = (t.year(), t.nanosecond());
+    if !(0..=9999).contains(&year) || nanos >= 1_000_000_000 {
+        return None;
+    }
+    fn put(buf: &mut [u8; 32], at: usize, mut v: u32, width: usize) -> usize {
+        for i in (at..at + width).rev() {
+            buf[i] = b'0' + (v % 10) as u8;
+            v /= 10;
+        }
+        at + width
+    }
+    let mut at = put(buf, 0, year.unsigned_abs(), 4);
+    for (sep, v) in [
+        (b'-', t.month()),
+        (b'-', t.day()),
+        (b'T', t.hour()),
+        (b':', t.minute()),
+        (b':', t.second()),
+    ] {
+        buf[at] = sep;
+        at = put(buf, at + 1, v, 2);
+    }
+    if nanos != 0 {
+        buf[at] = b'.';
+        at = if nanos % 1_000_000 == 0 {
+            put(buf, at + 1, nanos / 1_000_000, 3)
+        } else if nanos % 1_000 == 0 {
+            put(buf, at + 1, nanos / 1_000, 6)
+        } else {
+            put(buf, at + 1, nanos, 9)
+        };
+    }
+    buf[at] = b'Z';
+    std::str::from_utf8(&buf[..at + 1]).ok()
 }
 
 #[cfg(test)]
@@ -738,5 +942,129 @@ mod tests {
             confirmation_message(&event, &booking),
             "2 seat(s) for Gig at Club, starting 2030-01-08T09:00:00Z. Total 3000 EUR."
         );
+        assert_eq!(
+            ConfirmationTexts::new(&event).title,
+            "Booking confirmed: Gig"
+        );
+    }
+
+    #[test]
+    fn hand_written_numbers_and_times_match_display_and_chrono() {
+        for n in [0i64, 7, 10, 99, 1500, -1, -3000, i64::MIN, i64::MAX] {
+            assert_eq!(write_int(&mut [0; 24], n), n.to_string());
+        }
+        let base = Utc.with_ymd_and_hms(2030, 1, 8, 9, 0, 0).unwrap();
+        let far = Utc.with_ymd_and_hms(12345, 1, 1, 0, 0, 0).unwrap();
+        let times = [
+            base,
+            Utc.with_ymd_and_hms(1, 2, 3, 4, 5, 6).unwrap(),
+            Utc.with_ymd_and_hms(9999, 12, 31, 23, 59, 59).unwrap(),
+            base + chrono::Duration::milliseconds(120),
+            base + chrono::Duration::microseconds(123_456),
+            base + chrono::Duration::microseconds(5),
+            base + chrono::Duration::nanoseconds(1),
+            base + chrono::Duration::nanoseconds(999_999_999),
+        ];
+        for t in times {
+            assert_eq!(
+                write_rfc3339(&mut [0; 32], t),
+                Some(
+                    t.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true)
+                        .as_str()
+                )
+            );
+        }
+        // Years outside 0 to 9999 are left to chrono.
+        assert_eq!(write_rfc3339(&mut [0; 32], far), None);
+        assert_eq!(
+            write_rfc3339(
+                &mut [0; 32],
+                Utc.with_ymd_and_hms(-5, 1, 1, 0, 0, 0).unwrap()
+            ),
+            None
+        );
+        let eur = Currency::new("EUR").unwrap();
+        let event = Event {
+            id: EventId::new(),
+            name: "Gig".into(),
+            description: String::new(),
+            venue: "Club".into(),
+            category: "music".into(),
+            starts_at: far,
+            ends_at: far,
+            capacity: 10,
+            price: Money::new(1500, eur),
+            active: true,
+            seats_held: 0,
+            seats_confirmed: 0,
+            version: 1,
+            created_at: base,
+            updated_at: base,
+        };
+        let booking = Booking {
+            id: BookingId::new(),
+            user_id: UserId::new(),
+            event_id: event.id,
+            quantity: 1,
+            total_price: Money::new(-5, eur),
+            status: BookingStatus::Confirmed,
+            held_until: None,
+            idempotency_key: None,
+            source: BookingSource::Direct,
+            created_at: base,
+            updated_at: base,
+        };
+        assert_eq!(
+            confirmation_message(&event, &booking),
+            format!(
+                "1 seat(s) for Gig at Club, starting {}. Total -5 EUR.",
+                far.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true)
+            )
+        );
+    }
+
+    #[test]
+    fn prepared_records_are_used_only_for_the_booking_they_were_built_for() {
+        let (event_id, booking_id, user_id) = (EventId::new(), BookingId::new(), UserId::new());
+        let p = prepare(
+            &crate::ports::DefaultIdGenerator,
+            event_id,
+            booking_id,
+            user_id,
+            3,
+        );
+        assert_eq!(p.tickets.len(), 3);
+        for t in &p.tickets {
+            assert_eq!(t.qr_payload, qr_payload(event_id, booking_id, &t.number));
+        }
+        assert_eq!(p.notification.data["booking_id"], booking_id.to_string());
+        assert_eq!(p.notification.data["event_id"], event_id.to_string());
+        let at = Utc.with_ymd_and_hms(2030, 1, 8, 9, 0, 0).unwrap();
+        let booking = Booking {
+            id: booking_id,
+            user_id,
+            event_id,
+            quantity: 3,
+            total_price: Money::new(0, Currency::new("EUR").unwrap()),
+            status: BookingStatus::Confirmed,
+            held_until: None,
+            idempotency_key: None,
+            source: BookingSource::Direct,
+            created_at: at,
+            updated_at: at,
+        };
+        assert!(p.fits(&booking));
+        assert!(!p.fits(&Booking {
+            quantity: 2,
+            ..booking.clone()
+        }));
+        assert!(!p.fits(&Booking {
+            id: BookingId::new(),
+            ..booking.clone()
+        }));
+        assert!(!p.fits(&Booking {
+            user_id: UserId::new(),
+            ..booking
+        }));
     }
 }

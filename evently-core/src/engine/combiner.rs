@@ -11,7 +11,7 @@
 //! close and run on their own.
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use futures_channel::oneshot;
 
@@ -26,7 +26,7 @@ enum Reply {
 }
 
 struct Waiter {
-    pending: Pending,
+    pending: Arc<Pending>,
     reply: oneshot::Sender<Reply>,
 }
 
@@ -80,8 +80,8 @@ impl Drop for Leadership<'_> {
             let Some(slot) = slots.get_mut(&self.event) else {
                 return;
             };
-            // Wake the oldest waiter whose task is still there (it keeps its own copy of its request
-            // and leads with it); skip those that went away.
+            // Wake the oldest waiter whose task is still there (it keeps its own handle on its
+            // request and leads with it); skip those that went away.
             while let Some(w) = slot.queue.pop_front() {
                 if w.reply.send(Reply::Lead).is_ok() {
                     return;
@@ -94,7 +94,7 @@ impl Drop for Leadership<'_> {
 
 impl Evently {
     /// Runs a booking request through its event's queue (see the module docs).
-    pub(crate) async fn reserve_combined(&self, pending: Pending) -> Result<Booking> {
+    pub(crate) async fn reserve_combined(&self, pending: Arc<Pending>) -> Result<Booking> {
         let combiner = &self.inner.combiner;
         let event = pending.req.event_id;
         let max = self.inner.config.max_batch as usize;
@@ -144,7 +144,7 @@ impl Evently {
             }
             let mut batch: Vec<&Pending> = Vec::with_capacity(others.len() + 1);
             batch.push(&pending);
-            batch.extend(others.iter().map(|w| &w.pending));
+            batch.extend(others.iter().map(|w| &*w.pending));
             metrics::histogram!("evently_booking_batch_size").record(batch.len() as f64);
             return match self.reserve_batch_tx(&batch).await {
                 Ok(results) => {

@@ -280,10 +280,22 @@ impl Evently {
             created_at: now,
             sent_at: None,
         };
-        tx.insert_notification(&n).await?;
+        self.record_notification(tx, n, now).await
+    }
+
+    /// Records a built notification (handed to the store by value) and enqueues its delivery in the
+    /// same transaction.
+    pub(crate) async fn record_notification(
+        &self,
+        tx: &mut dyn Transaction,
+        n: Notification,
+        now: DateTime<Utc>,
+    ) -> Result<()> {
+        let id = n.id;
+        tx.insert_notification_owned(n).await?;
         tx.enqueue_job(&NewJob::now(
             JobPayload::DeliverNotification {
-                notification_id: n.id,
+                notification_id: id,
             },
             now,
         ))

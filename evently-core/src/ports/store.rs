@@ -142,6 +142,12 @@ pub trait WaitlistRepository: Send {
 pub trait TicketRepository: Send {
     /// Inserts; a taken ticket number is [`StoreError::UniqueViolation`].
     async fn insert_tickets(&mut self, tickets: &[Ticket]) -> R<()>;
+    /// [`TicketRepository::insert_tickets`] with the tickets handed over, for a store that keeps the
+    /// records themselves (the in-memory store) and would otherwise copy them. The default borrows
+    /// them and calls `insert_tickets`.
+    async fn insert_tickets_owned(&mut self, tickets: Vec<Ticket>) -> R<()> {
+        self.insert_tickets(&tickets).await
+    }
     /// A booking's tickets, in number order.
     async fn tickets_for_booking(&mut self, booking: BookingId) -> R<Vec<Ticket>>;
     /// By ticket number.
@@ -153,6 +159,12 @@ pub trait TicketRepository: Send {
 pub trait NotificationRepository: Send {
     /// Inserts.
     async fn insert_notification(&mut self, n: &Notification) -> R<()>;
+    /// [`NotificationRepository::insert_notification`] with the record handed over (see
+    /// [`TicketRepository::insert_tickets_owned`]). The default borrows it and calls
+    /// `insert_notification`.
+    async fn insert_notification_owned(&mut self, n: Notification) -> R<()> {
+        self.insert_notification(&n).await
+    }
     /// By id.
     async fn notification(&mut self, id: NotificationId) -> R<Option<Notification>>;
     /// Sets `sent_at` if it is still unset; returns false if it was already set.

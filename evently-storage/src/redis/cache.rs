@@ -490,6 +490,9 @@ impl TicketRepository for CachedTx {
     async fn insert_tickets(&mut self, tickets: &[Ticket]) -> R<()> {
         self.inner.insert_tickets(tickets).await
     }
+    async fn insert_tickets_owned(&mut self, tickets: Vec<Ticket>) -> R<()> {
+        self.inner.insert_tickets_owned(tickets).await
+    }
     async fn tickets_for_booking(&mut self, booking: BookingId) -> R<Vec<Ticket>> {
         self.inner.tickets_for_booking(booking).await
     }
@@ -502,6 +505,9 @@ impl TicketRepository for CachedTx {
 impl NotificationRepository for CachedTx {
     async fn insert_notification(&mut self, n: &Notification) -> R<()> {
         self.inner.insert_notification(n).await
+    }
+    async fn insert_notification_owned(&mut self, n: Notification) -> R<()> {
+        self.inner.insert_notification_owned(n).await
     }
     async fn notification(&mut self, id: NotificationId) -> R<Option<Notification>> {
         self.inner.notification(id).await
