@@ -265,6 +265,24 @@ async fn setup(ttl: Duration) -> Setup {
     }
 }
 
+impl Setup {
+    /// Subscribes `who` at `endpoint` with `browser`'s keys.
+    async fn subscribe(&self, who: &Actor, endpoint: String, browser: &Browser) {
+        self.engine
+            .subscribe_push(who, endpoint, browser.p256dh(), browser.auth())
+            .await
+            .expect("subscribe");
+    }
+
+    /// Books one seat of `ev` for `who` (a confirmation to deliver).
+    async fn book_one(&self, who: &Actor, ev: &evently_core::Event) {
+        self.engine
+            .book(who, BookingRequest::new(ev.id, 1))
+            .await
+            .expect("book");
+    }
+}
+
 async fn user(engine: &Evently, email: &str, role: Role) -> (User, Actor) {
     let u = engine
         .register_user(NewUser {
@@ -328,15 +346,8 @@ async fn a_confirmation_arrives_encrypted_and_signed_on_every_subscription() {
     let phone = Browser::new();
     let laptop = Browser::new();
     for (browser, path) in [(&phone, "phone"), (&laptop, "laptop")] {
-        s.engine
-            .subscribe_push(
-                &ada,
-                format!("{}/push/{path}", service.base),
-                browser.p256dh(),
-                browser.auth(),
-            )
-            .await
-            .expect("subscribe");
+        s.subscribe(&ada, format!("{}/push/{path}", service.base), browser)
+            .await;
     }
     let booking = s
         .engine
@@ -412,15 +423,9 @@ async fn a_gone_subscription_is_deleted_and_the_job_completes() {
     let (ada, ev) = people(&s).await;
     let browser = Browser::new();
     let endpoint = format!("{}/push/gone", service.base);
-    s.engine
-        .subscribe_push(&ada, endpoint.clone(), browser.p256dh(), browser.auth())
-        .await
-        .expect("subscribe");
+    s.subscribe(&ada, endpoint.clone(), &browser).await;
     assert_eq!(subscriptions(&s.store, &ada).await, vec![endpoint.clone()]);
-    s.engine
-        .book(&ada, BookingRequest::new(ev.id, 1))
-        .await
-        .expect("book");
+    s.book_one(&ada, &ev).await;
 
     let summary = s.engine.run_jobs(10).await.expect("run jobs");
     assert_eq!(
@@ -450,19 +455,9 @@ async fn a_busy_push_service_is_retried_then_delivered() {
     let s = setup(Duration::from_secs(60)).await;
     let (ada, ev) = people(&s).await;
     let browser = Browser::new();
-    s.engine
-        .subscribe_push(
-            &ada,
-            format!("{}/push/busy", service.base),
-            browser.p256dh(),
-            browser.auth(),
-        )
-        .await
-        .expect("subscribe");
-    s.engine
-        .book(&ada, BookingRequest::new(ev.id, 1))
-        .await
-        .expect("book");
+    s.subscribe(&ada, format!("{}/push/busy", service.base), &browser)
+        .await;
+    s.book_one(&ada, &ev).await;
 
     let first = s.engine.run_jobs(10).await.expect("first run");
     assert_eq!((first.claimed, first.retried), (1, 1), "{first:?}");
@@ -502,28 +497,15 @@ async fn other_client_errors_fail_for_good_and_no_subscription_is_fine() {
     let s = setup(Duration::from_secs(60)).await;
     let (ada, ev) = people(&s).await;
     // No subscription: the confirmation is delivered (nothing to push).
-    s.engine
-        .book(&ada, BookingRequest::new(ev.id, 1))
-        .await
-        .expect("book");
+    s.book_one(&ada, &ev).await;
     let summary = s.engine.run_jobs(10).await.expect("run");
     assert_eq!((summary.claimed, summary.succeeded), (1, 1), "{summary:?}");
     assert!(service.received().is_empty());
 
     let browser = Browser::new();
-    s.engine
-        .subscribe_push(
-            &ada,
-            format!("{}/push/bad", service.base),
-            browser.p256dh(),
-            browser.auth(),
-        )
-        .await
-        .expect("subscribe");
-    s.engine
-        .book(&ada, BookingRequest::new(ev.id, 1))
-        .await
-        .expect("book");
+    s.subscribe(&ada, format!("{}/push/bad", service.base), &browser)
+        .await;
+    s.book_one(&ada, &ev).await;
     let summary = s.engine.run_jobs(10).await.expect("run");
     assert_eq!((summary.claimed, summary.dead), (1, 1), "{summary:?}");
     assert_eq!(
@@ -542,19 +524,9 @@ async fn an_unreachable_push_service_is_transient() {
     let s = setup(Duration::from_secs(60)).await;
     let (ada, ev) = people(&s).await;
     let browser = Browser::new();
-    s.engine
-        .subscribe_push(
-            &ada,
-            format!("http://127.0.0.1:{port}/push/x"),
-            browser.p256dh(),
-            browser.auth(),
-        )
-        .await
-        .expect("subscribe");
-    s.engine
-        .book(&ada, BookingRequest::new(ev.id, 1))
-        .await
-        .expect("book");
+    s.subscribe(&ada, format!("http://127.0.0.1:{port}/push/x"), &browser)
+        .await;
+    s.book_one(&ada, &ev).await;
     let summary = s.engine.run_jobs(10).await.expect("run");
     assert_eq!((summary.claimed, summary.retried), (1, 1), "{summary:?}");
 }
