@@ -9,12 +9,17 @@ fn samples() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../examples/samples")
 }
 
+/// Runs `evently-plugin check` with `args`. Unless the test sets its own, the call gets a generous
+/// `--timeout-ms`: the first call includes instantiation and these tests run in parallel with others
+/// on a small machine, so the default deadline could fire for want of a CPU (the deadline itself is
+/// tested in `tests/deadline.rs`).
 fn check(args: &[&std::ffi::OsStr]) -> (i32, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_evently-plugin"))
-        .arg("check")
-        .args(args)
-        .output()
-        .expect("run evently-plugin");
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_evently-plugin"));
+    cmd.arg("check").args(args);
+    if !args.iter().any(|a| *a == "--timeout-ms") {
+        cmd.args(["--timeout-ms", "2000"]);
+    }
+    let out = cmd.output().expect("run evently-plugin");
     (
         out.status.code().expect("exit code"),
         String::from_utf8_lossy(&out.stdout).into_owned(),
