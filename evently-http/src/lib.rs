@@ -73,6 +73,8 @@
 pub mod auth;
 #[cfg(feature = "server")]
 pub mod backend;
+#[cfg(feature = "server")]
+pub mod cli;
 pub mod config;
 pub mod dto;
 pub mod error;

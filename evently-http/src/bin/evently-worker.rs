@@ -17,9 +17,8 @@ use std::process::ExitCode;
 use anyhow::Context;
 use evently_http::Config;
 use evently_http::backend::Backend;
-
+use evently_http::cli;
 use evently_http::worker::{Worker, WorkerConfig, shutdown_signal};
-use tracing_subscriber::EnvFilter;
 
 const USAGE: &str = "\
 usage: evently-worker [COMMAND]
@@ -30,25 +29,9 @@ commands:
   help      print this help
 
 environment:
-  EVENTLY_DATABASE_URL        sqlite://path (default sqlite://evently.db) or postgres://user@host/db
-  EVENTLY_QUEUE               store (the database's job table, default) or redis
-  EVENTLY_REDIS_URL           redis://host:port[/db], with EVENTLY_QUEUE=redis
-  EVENTLY_MAIL_TRANSPORT      smtp, file or log (default: smtp if EVENTLY_SMTP_URL is set, else file)
-  EVENTLY_SMTP_URL            smtp://[user:pass@]host[:port][?tls=required|opportunistic] or smtps://...
-  EVENTLY_SMTP_TIMEOUT_SECS   SMTP command timeout (default 30)
-  EVENTLY_MAIL_DIR            directory of the file transport (default evently-mail)
-  EVENTLY_MAIL_FROM           sender (default \"Evently <noreply@localhost>\")
-  EVENTLY_VAPID_PRIVATE_KEY   web push: VAPID private key, 32 bytes base64url (push is off when unset)
-  EVENTLY_VAPID_SUBJECT       web push: contact for push services, mailto:... or https://...
-  EVENTLY_PUSH_TTL_SECS       web push: how long push services keep a message (default 86400)
-  EVENTLY_PUSH_TIMEOUT_SECS   web push: request timeout (default 10)
-  EVENTLY_WORKER_POLL_MS      pause between polls of an empty queue (default 1000)
-  EVENTLY_WORKER_BATCH        jobs claimed at a time (default 100)
-  EVENTLY_WORKER_LEASE_SECS   job lease: a crashed worker's jobs run again after it (default 300)
-  RUST_LOG                    log filter (default info)
 ";
 
-#[derive(Debug, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Command {
     Run,
     Once,
@@ -56,37 +39,31 @@ enum Command {
 }
 
 fn parse_args(args: &[String]) -> Result<Command, String> {
-    match args {
-        [] => Ok(Command::Run),
-        [one] => match one.as_str() {
-            "run" => Ok(Command::Run),
-            "once" => Ok(Command::Once),
-            "help" | "-h" | "--help" => Ok(Command::Help),
-            other => Err(format!("unknown command {other:?}")),
-        },
-        [_, extra, ..] => Err(format!("unexpected argument {extra:?}")),
-    }
+    cli::parse_command(
+        args,
+        Command::Run,
+        &[
+            ("run", Command::Run),
+            ("once", Command::Once),
+            ("help", Command::Help),
+        ],
+    )
 }
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    cli::init_logging();
 
     let args: Vec<String> = std::env::args().skip(1).collect();
     let command = match parse_args(&args) {
         Ok(c) => c,
         Err(e) => {
-            eprintln!("evently-worker: {e}\n\n{USAGE}");
+            eprintln!("evently-worker: {e}\n\n{USAGE}{}", cli::ENV_HELP);
             return ExitCode::from(2);
         }
     };
     if command == Command::Help {
-        print!("{USAGE}");
+        print!("{USAGE}{}", cli::ENV_HELP);
         return ExitCode::SUCCESS;
     }
     match run(command).await {
