@@ -3,7 +3,8 @@
 //! independent MIME implementation. Needs `python3` with `aiosmtpd` (`python3 -m pip install aiosmtpd`);
 //! without them the test fails, it does not skip.
 
-use std::collections::BTreeMap;
+mod common;
+
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -11,9 +12,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::Utc;
+use common::{event, user};
 use evently_core::{
-    Actor, BookingRequest, BookingStatus, Currency, Evently, JobPayload, Money, NewEvent, NewJob,
-    NewUser, NotificationKind, Role, Store, User,
+    BookingRequest, BookingStatus, Evently, JobPayload, NewJob, NotificationKind, Role, Store,
 };
 use evently_http::notify::{EmailNotifier, MailTransport};
 use evently_http::worker::Worker;
@@ -162,41 +163,6 @@ impl Drop for SmtpServer {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
-}
-
-async fn user(engine: &Evently, email: &str, name: &str, role: Role) -> (User, Actor) {
-    let u = engine
-        .register_user(NewUser {
-            email: email.into(),
-            name: name.into(),
-            password_hash: "unused".into(),
-            role,
-            attributes: BTreeMap::new(),
-        })
-        .await
-        .expect("register");
-    let actor = Actor::new(u.id, u.role);
-    (u, actor)
-}
-
-async fn event(engine: &Evently, admin: &Actor) -> evently_core::Event {
-    let now = engine.now();
-    engine
-        .create_event(
-            admin,
-            NewEvent {
-                name: "RustConf".into(),
-                description: "Talks".into(),
-                venue: "Hall A".into(),
-                category: "conference".into(),
-                starts_at: now + chrono::Duration::days(30),
-                ends_at: now + chrono::Duration::days(31),
-                capacity: 100,
-                price: Money::new(4900, Currency::new("EUR").expect("currency")),
-            },
-        )
-        .await
-        .expect("event")
 }
 
 fn engine_with(store: Arc<dyn Store>, transport: MailTransport) -> Evently {

@@ -4,7 +4,9 @@
 //! with RustCrypto's p256, hkdf and aes-gcm, not the `ece` code the sender uses) and verifies the VAPID
 //! JWT (RFC 8292) against the advertised public key. The HTTP routes are driven with tower's `oneshot`.
 
-use std::collections::{BTreeMap, VecDeque};
+mod common;
+
+use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -17,10 +19,8 @@ use axum::http::{HeaderMap, Request, StatusCode, header};
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use chrono::{TimeZone, Utc};
-use evently_core::{
-    Actor, BookingRequest, Currency, Evently, JobStatus, ManualClock, Money, NewEvent, NewUser,
-    Role, Store, User,
-};
+use common::{event, user};
+use evently_core::{Actor, BookingRequest, Evently, JobStatus, ManualClock, Role, Store};
 use evently_http::notify::{PushConfig, PushNotifier, VapidKeys};
 use evently_http::{AppState, AuthSettings, PasswordParams, app};
 use evently_storage::{SqliteConfig, SqliteStore};
@@ -283,45 +283,10 @@ impl Setup {
     }
 }
 
-async fn user(engine: &Evently, email: &str, role: Role) -> (User, Actor) {
-    let u = engine
-        .register_user(NewUser {
-            email: email.into(),
-            name: "Ada".into(),
-            password_hash: "unused".into(),
-            role,
-            attributes: BTreeMap::new(),
-        })
-        .await
-        .expect("register");
-    let actor = Actor::new(u.id, u.role);
-    (u, actor)
-}
-
-async fn event(engine: &Evently, admin: &Actor) -> evently_core::Event {
-    let now = engine.now();
-    engine
-        .create_event(
-            admin,
-            NewEvent {
-                name: "RustConf".into(),
-                description: "Talks".into(),
-                venue: "Hall A".into(),
-                category: "conference".into(),
-                starts_at: now + chrono::Duration::days(30),
-                ends_at: now + chrono::Duration::days(31),
-                capacity: 100,
-                price: Money::new(4900, Currency::new("EUR").expect("currency")),
-            },
-        )
-        .await
-        .expect("event")
-}
-
 /// A user and an admin with an event, their welcomes delivered (before any subscription exists).
 async fn people(s: &Setup) -> (Actor, evently_core::Event) {
-    let (_, admin) = user(&s.engine, "admin@example.com", Role::Admin).await;
-    let (_, ada) = user(&s.engine, "ada@example.com", Role::User).await;
+    let (_, admin) = user(&s.engine, "admin@example.com", "Ada", Role::Admin).await;
+    let (_, ada) = user(&s.engine, "ada@example.com", "Ada", Role::User).await;
     let ev = event(&s.engine, &admin).await;
     let summary = s.engine.run_jobs(10).await.expect("welcomes");
     assert_eq!(summary.succeeded, 2, "{summary:?}");
