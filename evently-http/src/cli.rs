@@ -4,9 +4,8 @@
 use tracing_subscriber::EnvFilter;
 
 /// The environment both binaries read (database, queue, mail, web push, worker, logging), as help
-/// text lines; each binary prints its own variables before these.
-pub const ENV_HELP: &str = "\
-  EVENTLY_DATABASE_URL        sqlite://path (default sqlite://evently.db) or postgres://user@host/db
+/// text lines, each indented by two spaces; each binary prints its own variables before these.
+pub const ENV_HELP: &str = "  EVENTLY_DATABASE_URL        sqlite://path (default sqlite://evently.db) or postgres://user@host/db
   EVENTLY_QUEUE               store (the database's job table, default) or redis
   EVENTLY_REDIS_URL           redis://host:port[/db], with EVENTLY_QUEUE=redis
   EVENTLY_MAIL_TRANSPORT      smtp, file or log (default: smtp if EVENTLY_SMTP_URL is set, else file)
@@ -67,5 +66,18 @@ pub fn parse_command<T: Copy>(
                 .ok_or_else(|| format!("unknown command {one:?}"))
         }
         [_, extra, ..] => Err(format!("unexpected argument {extra:?}")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn every_env_help_line_is_indented() {
+        for line in super::ENV_HELP.lines() {
+            assert!(
+                line.starts_with("  EVENTLY_") || line.starts_with("  RUST_LOG"),
+                "{line:?}"
+            );
+        }
     }
 }
