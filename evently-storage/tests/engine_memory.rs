@@ -1,56 +1,16 @@
 //! Engine behaviour on the in-memory store: booking, cancel, waitlist promotion, expiry.
 
+mod common;
+
 use std::sync::Arc;
 
-use chrono::{Duration, TimeZone, Utc};
+use chrono::Duration;
+use common::{event, user};
 use evently_core::*;
 use evently_storage::MemoryStore;
 
 async fn setup() -> (Evently, Arc<ManualClock>, Actor) {
-    let clock = Arc::new(ManualClock::new(
-        Utc.with_ymd_and_hms(2030, 1, 1, 9, 0, 0).unwrap(),
-    ));
-    let engine = Evently::builder()
-        .store(Arc::new(MemoryStore::new()))
-        .clock(clock.clone())
-        .build()
-        .unwrap();
-    let admin = user(&engine, "admin@example.com", Role::Admin).await;
-    (engine, clock, admin)
-}
-
-async fn user(engine: &Evently, email: &str, role: Role) -> Actor {
-    let u = engine
-        .register_user(NewUser {
-            email: email.into(),
-            name: "Someone".into(),
-            password_hash: "$argon2id$stub".into(),
-            role,
-            attributes: Default::default(),
-        })
-        .await
-        .unwrap();
-    Actor::new(u.id, u.role)
-}
-
-async fn event(engine: &Evently, admin: &Actor, capacity: u32) -> Event {
-    let now = engine.now();
-    engine
-        .create_event(
-            admin,
-            NewEvent {
-                name: "Gig".into(),
-                description: String::new(),
-                venue: "Club".into(),
-                category: "music".into(),
-                starts_at: now + Duration::days(7),
-                ends_at: now + Duration::days(7) + Duration::hours(3),
-                capacity,
-                price: Money::new(1500, Currency::new("EUR").unwrap()),
-            },
-        )
-        .await
-        .unwrap()
+    common::setup(Arc::new(MemoryStore::new())).await
 }
 
 #[tokio::test]

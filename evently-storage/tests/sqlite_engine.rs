@@ -1,66 +1,18 @@
 //! Engine behaviour on the SQLite store: booking, cancel, waitlist promotion, hold expiry, rollback,
 //! durability across reopening, constraint reporting and 1,000 concurrent bookings.
 
+mod common;
+
 use std::sync::Arc;
 
 use chrono::{Duration, TimeZone, Utc};
+use common::{clock, engine_on, event, user};
 use evently_core::ports::*;
 use evently_core::*;
 use evently_storage::{SqliteConfig, SqliteStore};
 
-fn clock() -> Arc<ManualClock> {
-    Arc::new(ManualClock::new(
-        Utc.with_ymd_and_hms(2030, 1, 1, 9, 0, 0).unwrap(),
-    ))
-}
-
-fn engine_on(store: SqliteStore, clock: Arc<ManualClock>) -> Evently {
-    Evently::builder()
-        .store(Arc::new(store))
-        .clock(clock)
-        .build()
-        .unwrap()
-}
-
 async fn setup() -> (Evently, Arc<ManualClock>, Actor) {
-    let clock = clock();
-    let engine = engine_on(SqliteStore::open_in_memory().await.unwrap(), clock.clone());
-    let admin = user(&engine, "admin@example.com", Role::Admin).await;
-    (engine, clock, admin)
-}
-
-async fn user(engine: &Evently, email: &str, role: Role) -> Actor {
-    let u = engine
-        .register_user(NewUser {
-            email: email.into(),
-            name: "Someone".into(),
-            password_hash: "$argon2id$stub".into(),
-            role,
-            attributes: [("tier".to_string(), "member".to_string())].into(),
-        })
-        .await
-        .unwrap();
-    Actor::new(u.id, u.role)
-}
-
-async fn event(engine: &Evently, admin: &Actor, capacity: u32) -> Event {
-    let now = engine.now();
-    engine
-        .create_event(
-            admin,
-            NewEvent {
-                name: "Gig".into(),
-                description: String::new(),
-                venue: "Club".into(),
-                category: "music".into(),
-                starts_at: now + Duration::days(7),
-                ends_at: now + Duration::days(7) + Duration::hours(3),
-                capacity,
-                price: Money::new(1500, Currency::new("EUR").unwrap()),
-            },
-        )
-        .await
-        .unwrap()
+    common::setup(Arc::new(SqliteStore::open_in_memory().await.unwrap())).await
 }
 
 async fn seats(engine: &Evently, ev: EventId) -> (u32, u32, u32) {
@@ -648,7 +600,7 @@ async fn a_file_store_keeps_its_data_across_reopening() {
     let store = SqliteStore::open(SqliteConfig::new(url.clone()))
         .await
         .unwrap();
-    let engine = engine_on(store.clone(), clock.clone());
+    let engine = engine_on(Arc::new(store.clone()), clock.clone());
     let admin = user(&engine, "admin@example.com", Role::Admin).await;
     let ev = event(&engine, &admin, 3).await;
     let alice = user(&engine, "alice@example.com", Role::User).await;
@@ -670,7 +622,7 @@ async fn a_file_store_keeps_its_data_across_reopening() {
 
     // Migrations run again on an up-to-date schema without effect.
     let store = SqliteStore::open(SqliteConfig::new(url)).await.unwrap();
-    let engine = engine_on(store.clone(), clock.clone());
+    let engine = engine_on(Arc::new(store.clone()), clock.clone());
     assert_eq!(engine.booking(&alice, booked.id).await.unwrap(), booked);
     assert_eq!(engine.event(ev.id).await.unwrap().seats_confirmed, 3);
     assert_eq!(engine.tickets(&alice, booked.id).await.unwrap().len(), 3);
@@ -758,7 +710,7 @@ async fn a_memory_url_serves_reads_from_the_writer() {
     let store = SqliteStore::open(SqliteConfig::new("sqlite::memory:"))
         .await
         .unwrap();
-    let engine = engine_on(store, clock);
+    let engine = engine_on(Arc::new(store), clock);
     let admin = user(&engine, "admin@example.com", Role::Admin).await;
     let ev = event(&engine, &admin, 10).await;
     let mut tasks = Vec::new();
