@@ -16,7 +16,9 @@ use evently_core::{
     JobStatus, LockMode, NewJob, Notification, NotificationId, PushSubscription, Store, StoreError,
     Ticket, Transaction, User, UserId, WaitlistEntry, WaitlistEntryId, WaitlistStatus,
 };
-use tokio::sync::{Mutex, OwnedMutexGuard};
+
+mod lock;
+use lock::{SpinGuard, SpinLock};
 
 type R<T> = Result<T, StoreError>;
 
@@ -252,8 +254,10 @@ enum Undo {
     InsertNotification { id: NotificationId, user: UserId },
     /// Remove an enqueued job.
     InsertJob(JobId),
-    /// Restore an event's previous fields; its text fields only when `texts` (they were replaced).
-    UpdateEvent { prev: Box<Event>, texts: bool },
+    /// Restore an event whose text fields were replaced.
+    UpdateEvent(Box<Event>),
+    /// Restore an event's other fields (its text fields were kept): no allocation on the hot path.
+    UpdateEventScalars(EventScalars),
     /// Anything else.
     Other(Box<dyn FnOnce(&mut State) + Send>),
 }
@@ -302,21 +306,12 @@ impl Undo {
                     s.release_dedupe(&j);
                 }
             }
-            Undo::UpdateEvent { prev, texts } => {
-                if texts {
-                    s.events.insert(prev.id, *prev);
-                } else if let Some(slot) = s.events.get_mut(&prev.id) {
-                    let Event {
-                        name,
-                        description,
-                        venue,
-                        category,
-                        ..
-                    } = std::mem::replace(slot, *prev);
-                    slot.name = name;
-                    slot.description = description;
-                    slot.venue = venue;
-                    slot.category = category;
+            Undo::UpdateEvent(prev) => {
+                s.events.insert(prev.id, *prev);
+            }
+            Undo::UpdateEventScalars(prev) => {
+                if let Some(slot) = s.events.get_mut(&prev.id) {
+                    prev.restore(slot);
                 }
             }
             Undo::Other(f) => f(s),
@@ -324,10 +319,71 @@ impl Undo {
     }
 }
 
+/// The fields of an event besides its texts (and its id and creation time, which never change).
+struct EventScalars {
+    id: EventId,
+    starts_at: DateTime<Utc>,
+    ends_at: DateTime<Utc>,
+    capacity: u32,
+    price: evently_core::Money,
+    active: bool,
+    version: u64,
+    seats_held: u32,
+    seats_confirmed: u32,
+    updated_at: DateTime<Utc>,
+}
+
+impl EventScalars {
+    fn of(e: &Event) -> Self {
+        // Every field named, so a new one cannot be forgotten here.
+        let Event {
+            id,
+            name: _,
+            description: _,
+            venue: _,
+            category: _,
+            starts_at,
+            ends_at,
+            capacity,
+            price,
+            active,
+            version,
+            seats_held,
+            seats_confirmed,
+            created_at: _,
+            updated_at,
+        } = *e;
+        Self {
+            id,
+            starts_at,
+            ends_at,
+            capacity,
+            price,
+            active,
+            version,
+            seats_held,
+            seats_confirmed,
+            updated_at,
+        }
+    }
+
+    fn restore(&self, e: &mut Event) {
+        e.starts_at = self.starts_at;
+        e.ends_at = self.ends_at;
+        e.capacity = self.capacity;
+        e.price = self.price;
+        e.active = self.active;
+        e.version = self.version;
+        e.seats_held = self.seats_held;
+        e.seats_confirmed = self.seats_confirmed;
+        e.updated_at = self.updated_at;
+    }
+}
+
 /// The in-memory store. Clones share the same data.
 #[derive(Clone, Default)]
 pub struct MemoryStore {
-    state: Arc<Mutex<State>>,
+    state: SpinLock<State>,
 }
 
 impl std::fmt::Debug for MemoryStore {
@@ -347,7 +403,7 @@ impl MemoryStore {
 impl Store for MemoryStore {
     async fn begin(&self) -> R<Box<dyn Transaction>> {
         Ok(Box::new(MemoryTx {
-            guard: Some(self.state.clone().lock_owned().await),
+            guard: Some(self.state.lock().await),
             undo: Vec::with_capacity(8),
         }))
     }
@@ -363,10 +419,16 @@ impl Store for MemoryStore {
     async fn ping(&self) -> R<()> {
         Ok(())
     }
+
+    /// No: a transaction here is a few microseconds under the store's lock, which a waiting task
+    /// takes by spinning briefly (see `lock`); sharing transactions would add queueing and wake-ups.
+    fn combines_bookings(&self) -> bool {
+        false
+    }
 }
 
 struct MemoryTx {
-    guard: Option<OwnedMutexGuard<State>>,
+    guard: Option<SpinGuard<State>>,
     undo: Vec<Undo>,
 }
 
@@ -576,62 +638,26 @@ impl EventRepository for MemoryTx {
         let Some(slot) = st.events.get_mut(&event.id) else {
             return Err(missing("event"));
         };
-        // Most updates change only counters: copy the scalar fields and clone a text field only when
-        // it changed.
-        let Event {
-            id: _,
-            name,
-            description,
-            venue,
-            category,
-            starts_at,
-            ends_at,
-            capacity,
-            price,
-            active,
-            version,
-            seats_held,
-            seats_confirmed,
-            created_at: _,
-            updated_at,
-        } = event;
-        let texts = slot.name != *name
-            || slot.description != *description
-            || slot.venue != *venue
-            || slot.category != *category;
-        let next = Event {
-            id: slot.id,
-            name: String::new(),
-            description: String::new(),
-            venue: String::new(),
-            category: String::new(),
-            starts_at: *starts_at,
-            ends_at: *ends_at,
-            capacity: *capacity,
-            price: *price,
-            active: *active,
-            version: *version,
-            seats_held: *seats_held,
-            seats_confirmed: *seats_confirmed,
-            created_at: slot.created_at,
-            updated_at: *updated_at,
-        };
-        let mut prev = std::mem::replace(slot, next);
+        // Most updates change only counters: copy the other fields, and the text fields only when
+        // one changed.
+        let texts = slot.name != event.name
+            || slot.description != event.description
+            || slot.venue != event.venue
+            || slot.category != event.category;
         if texts {
-            slot.name = name.clone();
-            slot.description = description.clone();
-            slot.venue = venue.clone();
-            slot.category = category.clone();
+            let prev = std::mem::replace(
+                slot,
+                Event {
+                    created_at: slot.created_at,
+                    ..event.clone()
+                },
+            );
+            self.undo.push(Undo::UpdateEvent(Box::new(prev)));
         } else {
-            slot.name = std::mem::take(&mut prev.name);
-            slot.description = std::mem::take(&mut prev.description);
-            slot.venue = std::mem::take(&mut prev.venue);
-            slot.category = std::mem::take(&mut prev.category);
+            let prev = EventScalars::of(slot);
+            EventScalars::of(event).restore(slot);
+            self.undo.push(Undo::UpdateEventScalars(prev));
         }
-        self.undo.push(Undo::UpdateEvent {
-            prev: Box::new(prev),
-            texts,
-        });
         Ok(())
     }
 
@@ -678,9 +704,9 @@ impl BookingRepository for MemoryTx {
         if !st.events.contains_key(&b.event_id) {
             return Err(fk("bookings_event_id_fkey"));
         }
-        if st.bookings.contains_key(&b.id) {
+        let std::collections::hash_map::Entry::Vacant(slot) = st.bookings.entry(b.id) else {
             return Err(unique("bookings_pkey"));
-        }
+        };
         if let Some(k) = &b.idempotency_key {
             let k = (b.user_id, k.clone());
             if st.bookings_by_key.contains_key(&k) {
@@ -688,7 +714,7 @@ impl BookingRepository for MemoryTx {
             }
             st.bookings_by_key.insert(k, b.id);
         }
-        st.bookings.insert(b.id, Box::new(b.clone()));
+        slot.insert(Box::new(b.clone()));
         st.bookings_by_user.entry(b.user_id).or_default().push(b.id);
         st.bookings_by_event
             .entry(b.event_id)

@@ -198,7 +198,7 @@ impl Evently {
             prepared: Mutex::new(prepared),
         });
         let span = tracing::debug_span!("reserve", event_id = %pending.req.event_id, user_id = %actor.user_id);
-        let result = if self.inner.config.max_batch > 1 {
+        let result = if self.inner.config.max_batch > 1 && self.inner.store.combines_bookings() {
             self.reserve_combined(pending.clone())
                 .instrument(span)
                 .await

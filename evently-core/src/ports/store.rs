@@ -53,6 +53,15 @@ pub trait Store: Send + Sync + 'static {
 
     /// Checks the backend answers (used by readiness probes).
     async fn ping(&self) -> R<()>;
+
+    /// Whether concurrent booking requests for one event should share transactions (see
+    /// [`EngineConfig::max_batch`](crate::EngineConfig)). Sharing pays off where a transaction costs
+    /// round trips and a commit (every database); a store whose transaction is a few microseconds of
+    /// computation under a lock (the in-memory store) answers `false`, because queueing the requests
+    /// and waking their tasks would cost more than the transactions themselves. Defaults to `true`.
+    fn combines_bookings(&self) -> bool {
+        true
+    }
 }
 
 /// Users.
