@@ -69,7 +69,6 @@ pub struct Reservation {
 }
 
 /// A validated booking request waiting for its transaction.
-#[derive(Debug)]
 pub(crate) struct Pending {
     /// Assigned up front, so a request whose outcome was lost can find out whether it committed.
     pub(crate) booking_id: BookingId,
@@ -77,6 +76,8 @@ pub(crate) struct Pending {
     pub(crate) req: BookingRequest,
     pub(crate) mode: Mode,
     pub(crate) ttl: Duration,
+    /// The event's pricing policy when the request arrived.
+    pub(crate) pricing: Arc<dyn crate::ports::PricingPolicy>,
     /// For a direct booking: its records, built before it queues for the event (see [`Prepared`]).
     /// The first transaction that confirms the booking takes them; a retry builds new ones.
     pub(crate) prepared: Mutex<Option<Prepared>>,
@@ -99,6 +100,10 @@ impl Pending {
 pub(crate) struct Prepared {
     tickets: Vec<Ticket>,
     notification: Notification,
+    /// When this thread had texts for the event: the texts the notification's title and message were
+    /// written with, for the price they assumed. The transaction keeps them if the event still has
+    /// those texts and the booking that price; otherwise it writes them again.
+    written: Option<(Arc<ConfirmationTexts>, crate::Money)>,
 }
 
 impl Prepared {
@@ -178,6 +183,7 @@ impl Evently {
 
     async fn reserve(&self, actor: &Actor, req: BookingRequest, mode: Mode) -> Result<Reservation> {
         let ttl = self.check_request(&req)?;
+        let event_id = req.event_id;
         let booking_id = BookingId(self.inner.ids.uuid());
         let prepared = match mode {
             Mode::Book => Some(prepare(
@@ -195,6 +201,7 @@ impl Evently {
             req,
             mode,
             ttl,
+            pricing: self.inner.policies.pricing_for(event_id),
             prepared: Mutex::new(prepared),
         });
         let span = tracing::debug_span!("reserve", event_id = %pending.req.event_id, user_id = %actor.user_id);
@@ -275,7 +282,7 @@ impl Evently {
         };
         let now = self.now();
         let mut dirty = false;
-        let mut texts = None;
+        let mut texts: Option<Arc<ConfirmationTexts>> = None;
         let mut results = Vec::with_capacity(batch.len());
         for p in batch {
             match self
@@ -302,7 +309,7 @@ impl Evently {
         p: &Pending,
         now: DateTime<Utc>,
         dirty: &mut bool,
-        texts: &mut Option<ConfirmationTexts>,
+        texts: &mut Option<Arc<ConfirmationTexts>>,
     ) -> Result<Booking> {
         let (actor, req) = (&p.actor, &p.req);
         if let Some(key) = &req.idempotency_key
@@ -323,7 +330,9 @@ impl Evently {
                 });
             }
         }
-        let total_price = self.price(tx, actor, event, req.quantity, now).await?;
+        let total_price = self
+            .price_with(&*p.pricing, tx, actor, event, req.quantity, now)
+            .await?;
         let (status, held_until) = match p.mode {
             Mode::Hold => (BookingStatus::Held, Some(now + chrono_dur(p.ttl))),
             Mode::Book => (BookingStatus::Confirmed, None),
@@ -625,11 +634,12 @@ impl Evently {
         booking: &Booking,
         now: DateTime<Utc>,
         prepared: Option<Prepared>,
-        texts: &mut Option<ConfirmationTexts>,
+        texts: &mut Option<Arc<ConfirmationTexts>>,
     ) -> Result<()> {
         let Prepared {
             mut tickets,
             mut notification,
+            written,
         } = match prepared {
             Some(p) if p.fits(booking) => p,
             _ => prepare(
@@ -652,9 +662,16 @@ impl Evently {
                 }),
                 other => other.into(),
             })?;
-        let texts = texts.get_or_insert_with(|| ConfirmationTexts::new(event));
-        notification.title = texts.title.clone();
-        notification.message = texts.message(booking);
+        let still_right =
+            written.is_some_and(|(t, total)| total == booking.total_price && t.fits(event));
+        if !still_right {
+            let texts = match texts {
+                Some(t) if t.fits(event) => t,
+                _ => texts.insert(ConfirmationTexts::for_event(event)),
+            };
+            notification.title = texts.title.clone();
+            notification.message = texts.message(booking.quantity, booking.total_price);
+        }
         notification.created_at = now;
         self.record_notification(tx, notification, now).await
     }
@@ -692,7 +709,7 @@ fn prepare(
             event_id.0.hyphenated().encode_lower(&mut buf).to_owned(),
         ),
     ]);
-    let notification = Notification {
+    let mut notification = Notification {
         id: NotificationId(ids.uuid()),
         user_id,
         kind: NotificationKind::BookingConfirmed,
@@ -702,9 +719,18 @@ fn prepare(
         created_at: DateTime::UNIX_EPOCH,
         sent_at: None,
     };
+    // With the event's texts at hand (this thread confirmed a booking of it before), write the title
+    // and the message now, assuming the event's fixed price; the transaction checks both assumptions.
+    let written = ConfirmationTexts::cached(event_id).and_then(|t| {
+        let total = t.price.checked_mul(quantity).ok()?;
+        notification.title = t.title.clone();
+        notification.message = t.message(quantity, total);
+        Some((t, total))
+    });
     Prepared {
         tickets,
         notification,
+        written,
     }
 }
 
@@ -765,12 +791,30 @@ fn qr_payload(event: EventId, booking: BookingId, number: &str) -> String {
 }
 
 /// The parts of a booking confirmation's texts that depend only on the event (its name, venue and
-/// start), built once per batch: a booking transaction never changes them.
+/// start), and what they were built from. Built once per event and thread, and kept in a small
+/// per-thread cache, so that most bookings write their texts before their transaction; a transaction
+/// checks that the event still has these texts (see [`ConfirmationTexts::fits`]).
+#[derive(Debug)]
 pub(crate) struct ConfirmationTexts {
+    event_id: EventId,
+    name: String,
+    venue: String,
+    starts_at: DateTime<Utc>,
+    /// The event's price when these were built: what a booking is assumed to cost per seat.
+    price: crate::Money,
     /// "Booking confirmed: Gig".
     title: String,
     /// " seat(s) for Gig at Club, starting 2030-01-08T09:00:00Z. Total ".
     middle: String,
+}
+
+/// Events whose texts one thread keeps.
+const CACHED_TEXTS: usize = 16;
+
+thread_local! {
+    static TEXTS: std::cell::RefCell<Vec<Arc<ConfirmationTexts>>> = const {
+        std::cell::RefCell::new(Vec::new())
+    };
 }
 
 impl ConfirmationTexts {
@@ -787,6 +831,11 @@ impl ConfirmationTexts {
             }
         };
         Self {
+            event_id: event.id,
+            name: event.name.clone(),
+            venue: event.venue.clone(),
+            starts_at: event.starts_at,
+            price: event.price,
             title: ["Booking confirmed: ", &event.name].concat(),
             middle: [
                 " seat(s) for ",
@@ -801,22 +850,55 @@ impl ConfirmationTexts {
         }
     }
 
+    /// The texts of `event` as it is now: this thread's cached ones if they still fit, else new ones
+    /// (which replace them in the cache).
+    fn for_event(event: &Event) -> Arc<Self> {
+        if let Some(t) = Self::cached(event.id)
+            && t.fits(event)
+        {
+            return t;
+        }
+        let t = Arc::new(Self::new(event));
+        TEXTS.with(|cache| {
+            let mut cache = cache.borrow_mut();
+            cache.retain(|c| c.event_id != event.id);
+            if cache.len() == CACHED_TEXTS {
+                cache.remove(0);
+            }
+            cache.push(t.clone());
+        });
+        t
+    }
+
+    /// This thread's texts for an event, as last built (maybe out of date).
+    fn cached(event_id: EventId) -> Option<Arc<Self>> {
+        TEXTS.with(|cache| {
+            cache
+                .borrow()
+                .iter()
+                .rev()
+                .find(|c| c.event_id == event_id)
+                .cloned()
+        })
+    }
+
+    /// Whether these are the texts of `event` as it is now: same event, name, venue and start.
+    fn fits(&self, event: &Event) -> bool {
+        self.event_id == event.id
+            && self.starts_at == event.starts_at
+            && self.name == event.name
+            && self.venue == event.venue
+    }
+
     /// "2 seat(s) for Gig at Club, starting 2030-01-08T09:00:00Z. Total 3000 EUR."
     /// Written by hand (no `format!`, numbers into stack buffers): this runs once per confirmed
-    /// booking, inside the event's transaction.
-    fn message(&self, booking: &Booking) -> String {
-        let mut quantity = [0u8; 24];
-        let quantity = write_int(&mut quantity, i64::from(booking.quantity));
-        let mut total = [0u8; 24];
-        let total = write_int(&mut total, booking.total_price.minor);
-        let parts = [
-            quantity,
-            &self.middle,
-            total,
-            " ",
-            booking.total_price.currency.as_str(),
-            ".",
-        ];
+    /// booking.
+    fn message(&self, quantity: u32, total: crate::Money) -> String {
+        let mut q = [0u8; 24];
+        let q = write_int(&mut q, i64::from(quantity));
+        let mut t = [0u8; 24];
+        let t = write_int(&mut t, total.minor);
+        let parts = [q, &self.middle, t, " ", total.currency.as_str(), "."];
         let mut out = String::with_capacity(parts.iter().map(|p| p.len()).sum());
         for p in parts {
             out.push_str(p);
@@ -827,7 +909,7 @@ impl ConfirmationTexts {
 
 #[cfg(test)]
 fn confirmation_message(event: &Event, booking: &Booking) -> String {
-    ConfirmationTexts::new(event).message(booking)
+    ConfirmationTexts::new(event).message(booking.quantity, booking.total_price)
 }
 
 /// Writes `n` in decimal, as `Display` does, at the end of `buf`; returns the text.

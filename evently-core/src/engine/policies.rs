@@ -122,6 +122,21 @@ impl Evently {
         now: DateTime<Utc>,
     ) -> Result<Money> {
         let policy = self.inner.policies.pricing_for(event.id);
+        self.price_with(&*policy, tx, actor, event, quantity, now)
+            .await
+    }
+
+    /// [`Evently::price`] with the policy already looked up (a booking request looks it up before its
+    /// transaction).
+    pub(crate) async fn price_with(
+        &self,
+        policy: &dyn PricingPolicy,
+        tx: &mut dyn Transaction,
+        actor: &Actor,
+        event: &Event,
+        quantity: u32,
+        now: DateTime<Utc>,
+    ) -> Result<Money> {
         let attributes = if policy.needs_buyer_attributes() {
             tx.user(actor.user_id)
                 .await?

@@ -543,3 +543,92 @@ pub async fn engine_stale_event_update_is_a_conflict(store: Arc<dyn Store>) {
     );
     assert_eq!(h.engine.event(ev.id).await.expect("event"), first);
 }
+
+/// A booking confirmation names the event, venue and price as they are when it is booked, also after
+/// an edit between two bookings: the engine keeps the texts of events it booked recently (per
+/// thread) and must notice that they no longer fit.
+pub async fn engine_confirmation_follows_event_edits(store: Arc<dyn Store>) {
+    let h = Harness::new(store).await;
+    let ev = h.event(10).await;
+    let buyer = h.user("buyer").await;
+    let texts_of = |b: Booking| {
+        let engine = h.engine.clone();
+        async move {
+            let all = engine
+                .notifications(&buyer, 50)
+                .await
+                .expect("list notifications");
+            let n = all
+                .into_iter()
+                .find(|n| {
+                    n.kind == NotificationKind::BookingConfirmed
+                        && n.data.get("booking_id") == Some(&b.id.to_string())
+                })
+                .expect("the booking's confirmation");
+            (n.title, n.message)
+        }
+    };
+    let starts = ev
+        .starts_at
+        .to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true);
+    for quantity in [2, 1] {
+        let b = h.book(&buyer, &ev, quantity).await;
+        assert_eq!(
+            texts_of(b).await,
+            (
+                "Booking confirmed: Conformance gig".to_string(),
+                format!(
+                    "{quantity} seat(s) for Conformance gig at Club, starting {starts}. Total {} EUR.",
+                    1500 * quantity
+                )
+            )
+        );
+    }
+    let edited = h
+        .engine
+        .update_event(
+            &h.admin,
+            ev.id,
+            EventPatch {
+                expected_version: ev.version,
+                name: Some("Renamed gig".into()),
+                venue: Some("Hall".into()),
+                price: Some(money(2000, "EUR")),
+                ..EventPatch::default()
+            },
+        )
+        .await
+        .expect("edit the event");
+    for quantity in [1, 3] {
+        let b = h.book(&buyer, &edited, quantity).await;
+        assert_eq!(b.total_price, money(2000 * i64::from(quantity), "EUR"));
+        assert_eq!(
+            texts_of(b).await,
+            (
+                "Booking confirmed: Renamed gig".to_string(),
+                format!(
+                    "{quantity} seat(s) for Renamed gig at Hall, starting {starts}. Total {} EUR.",
+                    2000 * quantity
+                )
+            )
+        );
+    }
+    // Only the price changes: the texts still fit, the total they assumed does not.
+    h.engine
+        .update_event(
+            &h.admin,
+            ev.id,
+            EventPatch {
+                expected_version: edited.version,
+                price: Some(money(2500, "EUR")),
+                ..EventPatch::default()
+            },
+        )
+        .await
+        .expect("change the price");
+    let b = h.book(&buyer, &edited, 2).await;
+    assert_eq!(
+        texts_of(b).await.1,
+        format!("2 seat(s) for Renamed gig at Hall, starting {starts}. Total 5000 EUR.")
+    );
+}

@@ -133,6 +133,7 @@ macro_rules! store_conformance_tests {
                 engine_retry_skips_delivered_channels,
                 engine_confirm_twice_is_idempotent,
                 engine_stale_event_update_is_a_conflict,
+                engine_confirmation_follows_event_edits,
             );
         }
     };
