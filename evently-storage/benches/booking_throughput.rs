@@ -5,11 +5,13 @@
 //! cargo bench -p evently-storage --bench booking_throughput
 //! cargo bench -p evently-storage --bench booking_throughput -- --bookings 400000 --threads 2
 //! cargo bench -p evently-storage --bench booking_throughput -- --mode hold   # holds: no tickets, no notification
+//! MIMALLOC_PURGE_DELAY=-1 cargo bench -p evently-storage --bench booking_throughput   # warm heap
+//! cargo bench -p evently-storage --bench booking_throughput -- --max-batch 1 --tasks 64 --threads 1
 //! ```
 //!
-//! Prints one line per task count: bookings, seconds, bookings/s, the number of store transactions the
-//! engine used (bookings are combined per event, so one transaction carries many), and a check that
-//! the event sold exactly what was booked. Figures go to docs/benchmarks.md.
+//! Prints one line per task count: bookings, seconds, bookings/s and how many of the cores the run kept
+//! busy; every run checks that the event sold exactly what was booked. Figures go to
+//! docs/benchmarks.md.
 
 use std::sync::Arc;
 
@@ -29,6 +31,8 @@ struct Args {
     bookings: u64,
     threads: usize,
     tasks: Vec<usize>,
+    max_batch: u32,
+    cold: bool,
 }
 
 fn args() -> Args {
@@ -37,6 +41,8 @@ fn args() -> Args {
         bookings: 400_000,
         threads: 2,
         tasks: vec![2, 8, 64],
+        max_batch: EngineConfig::default().max_batch,
+        cold: false,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -50,6 +56,8 @@ fn args() -> Args {
                     other => panic!("--mode: book or hold, not {other}"),
                 }
             }
+            "--cold" => a.cold = true,
+            "--max-batch" => a.max_batch = value().parse().expect("--max-batch: a number"),
             "--threads" => a.threads = value().parse().expect("--threads: a number"),
             "--tasks" => {
                 a.tasks = value()
@@ -79,9 +87,13 @@ async fn register(engine: &Evently, email: String, role: Role) -> Actor {
 }
 
 /// One run: `tasks` tasks share `bookings` one-seat bookings of a single event.
-async fn run(tasks: usize, bookings: u64, hold: bool) -> (f64, u64) {
+async fn run(tasks: usize, bookings: u64, hold: bool, max_batch: u32) -> (f64, u64, f64) {
     let engine = Evently::builder()
         .store(Arc::new(MemoryStore::new()))
+        .config(EngineConfig {
+            max_batch,
+            ..EngineConfig::default()
+        })
         .build()
         .expect("engine");
     let admin = register(&engine, "admin@bench.invalid".into(), Role::Admin).await;
@@ -109,6 +121,7 @@ async fn run(tasks: usize, bookings: u64, hold: bool) -> (f64, u64) {
     }
 
     let remaining = Arc::new(AtomicU64::new(bookings));
+    let cpu_start = cpu_seconds();
     let start = Instant::now();
     let handles: Vec<_> = actors
         .into_iter()
@@ -128,6 +141,11 @@ async fn run(tasks: usize, bookings: u64, hold: bool) -> (f64, u64) {
                     }
                     .expect("a booking below capacity succeeds");
                     done += 1;
+                    // Let other tasks run between bookings, as a request handler's task ends after
+                    // its request. A booking on the memory store need not wait at all (its lock is
+                    // taken by spinning), so without this a task would keep its thread to itself, and
+                    // the 2-task run could put both tasks on one thread.
+                    tokio::task::yield_now().await;
                 }
                 done
             })
@@ -138,6 +156,7 @@ async fn run(tasks: usize, bookings: u64, hold: bool) -> (f64, u64) {
         booked += h.await.expect("task");
     }
     let secs = start.elapsed().as_secs_f64();
+    let cores = (cpu_seconds() - cpu_start) / secs;
     let e = engine.event(ev.id).await.expect("event");
     let sold = if hold {
         e.seats_held
@@ -150,7 +169,24 @@ async fn run(tasks: usize, bookings: u64, hold: bool) -> (f64, u64) {
         "seats sold must equal bookings made"
     );
     assert_eq!(booked, bookings);
-    (secs, booked)
+    (secs, booked, cores)
+}
+
+/// CPU time used by the whole process so far (user and system, all threads), from /proc/self/stat
+/// in clock ticks of 10 ms: how many of the cores a run kept busy.
+fn cpu_seconds() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    // The fields after the command name (which is in parentheses and may hold spaces).
+    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|f| f.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    // utime and stime are fields 14 and 15 of the line, 12 and 13 after the command name.
+    (ticks(11) + ticks(12)) / 100.0
 }
 
 fn main() {
@@ -171,12 +207,31 @@ fn main() {
         a.threads,
         std::thread::available_parallelism().map_or(0, |n| n.get())
     );
-    // Warm-up: allocator, runtime, code paths.
-    rt.block_on(run(2, 20_000, a.hold));
+    // Warm-up: allocator, runtime, code paths. At full size unless --cold: with
+    // MIMALLOC_PURGE_DELAY=-1 the allocator keeps the memory a run frees, so the measured runs reuse it
+    // instead of faulting in fresh pages (on this VM, touching fresh memory costs about 1 s per GiB).
+    let purge = std::env::var("MIMALLOC_PURGE_DELAY").unwrap_or_default();
+    let warm = !a.cold && purge == "-1";
+    println!(
+        "heap: {}",
+        if warm {
+            "warm (a full-size warm-up run, MIMALLOC_PURGE_DELAY=-1)"
+        } else if a.cold {
+            "cold (--cold)"
+        } else {
+            "cold: set MIMALLOC_PURGE_DELAY=-1 for warm-heap figures, or pass --cold"
+        }
+    );
+    rt.block_on(run(
+        a.tasks.first().copied().unwrap_or(2),
+        if warm { a.bookings } else { 20_000 },
+        a.hold,
+        a.max_batch,
+    ));
     for &tasks in &a.tasks {
-        let (secs, booked) = rt.block_on(run(tasks, a.bookings, a.hold));
+        let (secs, booked, cores) = rt.block_on(run(tasks, a.bookings, a.hold, a.max_batch));
         println!(
-            "tasks={tasks:>3}  bookings={booked}  secs={secs:.3}  bookings/s={:.0}",
+            "tasks={tasks:>3}  bookings={booked}  secs={secs:.3}  bookings/s={:.0}  cores busy={cores:.2}",
             booked as f64 / secs
         );
     }
