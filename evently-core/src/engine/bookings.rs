@@ -8,8 +8,8 @@ use tracing::Instrument;
 
 use super::{Draft, Evently, account, chrono_dur};
 use crate::model::{
-    Booking, BookingSource, BookingStatus, Event, Notification, NotificationKind, Ticket,
-    WaitlistStatus,
+    Booking, BookingSource, BookingStatus, Event, JobPayload, NewJob, Notification,
+    NotificationKind, Ticket, WaitlistStatus,
 };
 use crate::ports::{IdGenerator, LockMode, Transaction};
 use crate::{
@@ -653,15 +653,6 @@ impl Evently {
         for t in &mut tickets {
             t.issued_at = now;
         }
-        tx.insert_tickets_owned(tickets)
-            .await
-            .map_err(|e| match e {
-                // A ticket-number collision: retrying the whole transaction draws new numbers.
-                StoreError::UniqueViolation { constraint } => Error::Store(StoreError::Transient {
-                    message: format!("ticket number collision on {constraint}"),
-                }),
-                other => other.into(),
-            })?;
         let still_right =
             written.is_some_and(|(t, total)| total == booking.total_price && t.fits(event));
         if !still_right {
@@ -673,7 +664,23 @@ impl Evently {
             notification.message = texts.message(booking.quantity, booking.total_price);
         }
         notification.created_at = now;
-        self.record_notification(tx, notification, now).await
+        let job = NewJob::now(
+            JobPayload::DeliverNotification {
+                notification_id: notification.id,
+            },
+            now,
+        );
+        tx.insert_confirmation(tickets, notification, job)
+            .await
+            .map_err(|e| match e {
+                // A ticket-number collision (or, vanishingly rarely, of a fresh id): retrying the
+                // whole transaction draws new numbers and ids.
+                StoreError::UniqueViolation { constraint } => Error::Store(StoreError::Transient {
+                    message: format!("collision on {constraint} while issuing tickets"),
+                }),
+                other => other.into(),
+            })?;
+        Ok(())
     }
 }
 

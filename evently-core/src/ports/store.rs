@@ -223,6 +223,23 @@ pub trait Transaction:
     + JobSink
     + Send
 {
+    /// Records what confirming a booking creates besides the booking: its tickets, its confirmation
+    /// notification and the job that delivers it (the engine calls this once per confirmed booking).
+    /// The default calls [`TicketRepository::insert_tickets_owned`],
+    /// [`NotificationRepository::insert_notification_owned`] and [`JobSink::enqueue_job`] in turn; a
+    /// store may do it in one step (the in-memory store does). Errors as those methods'.
+    async fn insert_confirmation(
+        &mut self,
+        tickets: Vec<Ticket>,
+        notification: Notification,
+        job: NewJob,
+    ) -> R<()> {
+        self.insert_tickets_owned(tickets).await?;
+        self.insert_notification_owned(notification).await?;
+        self.enqueue_job(&job).await?;
+        Ok(())
+    }
+
     /// Makes every change durable and visible.
     async fn commit(self: Box<Self>) -> R<()>;
     /// Discards every change (dropping the transaction does the same).

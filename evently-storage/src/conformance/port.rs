@@ -165,6 +165,95 @@ pub async fn unique_ticket_number(store: Arc<dyn Store>) {
     refuse(&store, twice, Refusal::Unique, "one number twice in a call").await;
 }
 
+/// [`Transaction::insert_confirmation`](evently_core::Transaction::insert_confirmation) writes the
+/// tickets, the notification and its job together: all of them once committed, none after a rollback,
+/// and none when a ticket number is taken (reported by the call or, by a store that defers writes, at
+/// the latest by `commit`).
+pub async fn confirmation_inserted_whole_or_not_at_all(store: Arc<dyn Store>) {
+    use evently_core::{JobPayload, NewJob};
+    let (u, e) = seed(&store, 10).await;
+    let taken = unique("EVT");
+    let first = booking(&u, &e, BookingStatus::Confirmed);
+    put(
+        &store,
+        &mut [
+            Rec::Booking(first.clone()),
+            Rec::Tickets(vec![ticket(&first, taken.clone())]),
+        ],
+    )
+    .await;
+    for (end, number) in [
+        (End::Rollback, unique("EVT")),
+        (End::Drop, taken),
+        (End::Commit, unique("EVT")),
+    ] {
+        let b = booking(&u, &e, BookingStatus::Confirmed);
+        let tickets = vec![ticket(&b, unique("EVT")), ticket(&b, number)];
+        let n = notification(&u, t0());
+        let job = NewJob::now(
+            JobPayload::DeliverNotification {
+                notification_id: n.id,
+            },
+            t0(),
+        );
+        let mut tx = begin(&store).await;
+        tx.insert_booking(&b).await.expect("insert the booking");
+        let outcome = tx
+            .insert_confirmation(tickets.clone(), n.clone(), job)
+            .await;
+        match end {
+            End::Drop => match outcome {
+                Ok(()) => assert_refused(tx.commit().await, Refusal::Unique, "a taken number"),
+                refused => {
+                    assert_refused(refused, Refusal::Unique, "a taken ticket number");
+                    drop(tx);
+                }
+            },
+            End::Rollback => {
+                outcome.expect("insert the confirmation");
+                tx.rollback().await.expect("rollback");
+            }
+            End::Commit => {
+                outcome.expect("insert the confirmation");
+                tx.commit().await.expect("commit");
+            }
+        }
+        let committed = end == End::Commit;
+        let mut tx = read(&store).await;
+        let mut stored = tx.tickets_for_booking(b.id).await.expect("tickets");
+        stored.sort_by(|a, b| a.number.cmp(&b.number));
+        let mut want = if committed { tickets } else { Vec::new() };
+        want.sort_by(|a, b| a.number.cmp(&b.number));
+        assert_eq!(stored, want, "{end:?}: tickets");
+        assert_eq!(
+            tx.notification(n.id).await.expect("notification"),
+            committed.then_some(n.clone()),
+            "{end:?}: notification"
+        );
+        drop(tx);
+        let stats = store.job_queue().stats().await.expect("job stats");
+        let claimed = store
+            .job_queue()
+            .claim(
+                100,
+                t0() + chrono::Duration::days(3650),
+                std::time::Duration::from_secs(60),
+            )
+            .await
+            .expect("claim");
+        let delivers = claimed.iter().any(|j| {
+            j.payload
+                == JobPayload::DeliverNotification {
+                    notification_id: n.id,
+                }
+        });
+        for j in &claimed {
+            store.job_queue().complete(j.id).await.expect("complete");
+        }
+        assert_eq!(delivers, committed, "{end:?}: delivery job ({stats:?})");
+    }
+}
+
 /// A user has at most one live (waiting or offered) waitlist entry per event; a left or expired entry
 /// does not block a new one, and other events are independent.
 pub async fn one_live_waitlist_entry_per_user_and_event(store: Arc<dyn Store>) {
