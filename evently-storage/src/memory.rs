@@ -49,7 +49,7 @@ struct State {
     ticket_numbers: HashMap<u64, BookingId>,
     ticket_numbers_extra: HashMap<String, BookingId>,
     number_hasher: foldhash::fast::RandomState,
-    notifications: HashMap<NotificationId, Box<StoredNotification>>,
+    notifications: HashMap<NotificationId, Box<Notification>>,
     notifications_by_user: HashMap<UserId, Vec<NotificationId>>,
     deliveries: HashMap<NotificationId, BTreeMap<String, DateTime<Utc>>>,
     push: HashMap<String, PushSubscription>,
@@ -88,58 +88,6 @@ impl JobIds {
         bytes[..6].copy_from_slice(&self.seq.to_be_bytes()[2..]);
         bytes[6..].copy_from_slice(&self.rng.to_be_bytes()[..4]);
         JobId(uuid::Builder::from_unix_timestamp_millis(self.last_ms, &bytes).into_uuid())
-    }
-}
-
-/// A notification as the store keeps it: `data` as a boxed slice of its pairs instead of a
-/// `BTreeMap`, whose smallest node is about half a kilobyte (a confirmation has two entries). Converted
-/// back on read.
-struct StoredNotification {
-    id: NotificationId,
-    user_id: UserId,
-    kind: evently_core::NotificationKind,
-    title: String,
-    message: String,
-    data: Box<[(String, String)]>,
-    created_at: DateTime<Utc>,
-    sent_at: Option<DateTime<Utc>>,
-}
-
-impl StoredNotification {
-    fn new(n: Notification) -> Self {
-        let Notification {
-            id,
-            user_id,
-            kind,
-            title,
-            message,
-            data,
-            created_at,
-            sent_at,
-        } = n;
-        Self {
-            id,
-            user_id,
-            kind,
-            title,
-            message,
-            data: data.into_iter().collect(),
-            created_at,
-            sent_at,
-        }
-    }
-
-    fn to_notification(&self) -> Notification {
-        Notification {
-            id: self.id,
-            user_id: self.user_id,
-            kind: self.kind,
-            title: self.title.clone(),
-            message: self.message.clone(),
-            data: self.data.iter().cloned().collect(),
-            created_at: self.created_at,
-            sent_at: self.sent_at,
-        }
     }
 }
 
@@ -516,8 +464,7 @@ impl MemoryTx {
             return Err(unique("notifications_pkey"));
         }
         let (id, user) = (n.id, n.user_id);
-        st.notifications
-            .insert(id, Box::new(StoredNotification::new(n)));
+        st.notifications.insert(id, Box::new(n));
         st.notifications_by_user.entry(user).or_default().push(id);
         self.undo.push(Undo::InsertNotification { id, user });
         Ok(())
@@ -956,11 +903,7 @@ impl NotificationRepository for MemoryTx {
     }
 
     async fn notification(&mut self, id: NotificationId) -> R<Option<Notification>> {
-        Ok(self
-            .st()
-            .notifications
-            .get(&id)
-            .map(|n| n.to_notification()))
+        Ok(self.st().notifications.get(&id).map(|n| (**n).clone()))
     }
 
     async fn mark_notification_sent(&mut self, id: NotificationId, at: DateTime<Utc>) -> R<bool> {
@@ -1026,7 +969,7 @@ impl NotificationRepository for MemoryTx {
             .into_iter()
             .flatten()
             .filter_map(|id| st.notifications.get(id))
-            .map(|n| n.to_notification())
+            .map(|n| (**n).clone())
             .collect();
         v.sort_by_key(|b| std::cmp::Reverse((b.created_at, b.id)));
         v.truncate(limit as usize);
@@ -1225,33 +1168,6 @@ mod tests {
     use std::collections::BTreeMap;
 
     use super::*;
-
-    #[test]
-    fn a_stored_notification_reads_back_exactly_as_written() {
-        for data in [
-            BTreeMap::new(),
-            BTreeMap::from([
-                ("booking_id".to_owned(), BookingId::new().to_string()),
-                ("event_id".to_owned(), EventId::new().to_string()),
-            ]),
-            BTreeMap::from([
-                ("z".to_owned(), String::new()),
-                ("a".to_owned(), "1".to_owned()),
-            ]),
-        ] {
-            let n = Notification {
-                id: NotificationId::new(),
-                user_id: UserId::new(),
-                kind: evently_core::NotificationKind::BookingConfirmed,
-                title: "t".into(),
-                message: "m".into(),
-                data,
-                created_at: Utc::now(),
-                sent_at: None,
-            };
-            assert_eq!(StoredNotification::new(n.clone()).to_notification(), n);
-        }
-    }
 
     fn at(secs: i64) -> DateTime<Utc> {
         DateTime::from_timestamp(1_900_000_000 + secs, 0).expect("a valid time")

@@ -204,7 +204,7 @@ pub(crate) fn notification(row: &impl Columns) -> R<Notification> {
         kind: parsed(row, "kind", NotificationKind::parse)?,
         title: row.text("title")?,
         message: row.text("message")?,
-        data: map(row, "data")?,
+        data: map(row, "data")?.into(),
         created_at: row.ts("created_at")?,
         sent_at: row.opt_ts("sent_at")?,
     })

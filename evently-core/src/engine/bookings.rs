@@ -1,4 +1,3 @@
-use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -9,7 +8,7 @@ use tracing::Instrument;
 use super::{Draft, Evently, account, chrono_dur};
 use crate::model::{
     Booking, BookingSource, BookingStatus, Event, JobPayload, NewJob, Notification,
-    NotificationKind, Ticket, WaitlistStatus,
+    NotificationData, NotificationKind, Ticket, WaitlistStatus,
 };
 use crate::ports::{IdGenerator, LockMode, Transaction};
 use crate::{
@@ -706,13 +705,13 @@ fn prepare(
         })
         .collect();
     let mut buf = uuid::Uuid::encode_buffer();
-    let data = BTreeMap::from([
+    let data = NotificationData::from([
         (
-            "booking_id".to_owned(),
+            "booking_id",
             booking_id.0.hyphenated().encode_lower(&mut buf).to_owned(),
         ),
         (
-            "event_id".to_owned(),
+            "event_id",
             event_id.0.hyphenated().encode_lower(&mut buf).to_owned(),
         ),
     ]);

@@ -81,11 +81,146 @@ pub struct Notification {
     /// Body text.
     pub message: String,
     /// Structured data for templates and clients (ids as strings).
-    pub data: BTreeMap<String, String>,
+    pub data: NotificationData,
     /// Creation time.
     pub created_at: DateTime<Utc>,
     /// Delivery time; `None` while pending.
     pub sent_at: Option<DateTime<Utc>>,
+}
+
+/// A notification's structured data: text keys with text values, at most one value per key, kept in
+/// key order. Serialised as a JSON object (`{"booking_id": "…", "event_id": "…"}`).
+///
+/// A sorted vector rather than a `BTreeMap`: a notification carries a handful of entries, and a
+/// `BTreeMap` allocates a node of about half a kilobyte for even one, once per confirmed booking.
+///
+/// ```
+/// use evently_core::NotificationData;
+///
+/// let mut data = NotificationData::from([("event_id", "e-1"), ("booking_id", "b-7")]);
+/// assert_eq!(data.get("booking_id").map(String::as_str), Some("b-7"));
+/// assert_eq!(data.insert("booking_id", "b-8"), Some("b-7".to_string()));
+/// let keys: Vec<&str> = data.iter().map(|(k, _)| k).collect();
+/// assert_eq!(keys, ["booking_id", "event_id"]);
+/// assert_eq!(serde_json::to_string(&data).unwrap(), r#"{"booking_id":"b-8","event_id":"e-1"}"#);
+/// ```
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
+pub struct NotificationData(Vec<(String, String)>);
+
+impl NotificationData {
+    /// No entries.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The value of `key`.
+    pub fn get(&self, key: &str) -> Option<&String> {
+        self.0
+            .binary_search_by(|(k, _)| k.as_str().cmp(key))
+            .ok()
+            .map(|i| &self.0[i].1)
+    }
+
+    /// Sets `key` to `value`; returns the value it replaced.
+    pub fn insert(&mut self, key: impl Into<String>, value: impl Into<String>) -> Option<String> {
+        let (key, value) = (key.into(), value.into());
+        match self.0.binary_search_by(|(k, _)| k.cmp(&key)) {
+            Ok(i) => Some(std::mem::replace(&mut self.0[i].1, value)),
+            Err(i) => {
+                self.0.insert(i, (key, value));
+                None
+            }
+        }
+    }
+
+    /// Removes `key`; returns its value.
+    pub fn remove(&mut self, key: &str) -> Option<String> {
+        self.0
+            .binary_search_by(|(k, _)| k.as_str().cmp(key))
+            .ok()
+            .map(|i| self.0.remove(i).1)
+    }
+
+    /// The entries, in key order.
+    pub fn iter(&self) -> impl ExactSizeIterator<Item = (&str, &str)> {
+        self.0.iter().map(|(k, v)| (k.as_str(), v.as_str()))
+    }
+
+    /// How many entries.
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl<K: Into<String>, V: Into<String>> FromIterator<(K, V)> for NotificationData {
+    /// Later entries win over earlier ones with the same key, as with a map.
+    fn from_iter<I: IntoIterator<Item = (K, V)>>(iter: I) -> Self {
+        let mut entries: Vec<(String, String)> = iter
+            .into_iter()
+            .map(|(k, v)| (k.into(), v.into()))
+            .collect();
+        // Stable, so entries with one key stay in order; keep the last of each.
+        entries.sort_by(|a, b| a.0.cmp(&b.0));
+        entries.dedup_by(|later, kept| {
+            let same = later.0 == kept.0;
+            if same {
+                std::mem::swap(&mut later.1, &mut kept.1);
+            }
+            same
+        });
+        Self(entries)
+    }
+}
+
+impl<K: Into<String>, V: Into<String>, const N: usize> From<[(K, V); N]> for NotificationData {
+    fn from(entries: [(K, V); N]) -> Self {
+        entries.into_iter().collect()
+    }
+}
+
+impl From<BTreeMap<String, String>> for NotificationData {
+    fn from(map: BTreeMap<String, String>) -> Self {
+        // Already in key order, one value per key.
+        Self(map.into_iter().collect())
+    }
+}
+
+impl From<NotificationData> for BTreeMap<String, String> {
+    fn from(data: NotificationData) -> Self {
+        data.0.into_iter().collect()
+    }
+}
+
+impl std::ops::Index<&str> for NotificationData {
+    type Output = String;
+
+    /// The value of `key`; panics when there is none, as a map's index does.
+    fn index(&self, key: &str) -> &String {
+        self.get(key)
+            .unwrap_or_else(|| panic!("no notification data entry {key:?}"))
+    }
+}
+
+impl Serialize for NotificationData {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut map = serializer.serialize_map(Some(self.0.len()))?;
+        for (k, v) in &self.0 {
+            map.serialize_entry(k, v)?;
+        }
+        map.end()
+    }
+}
+
+impl<'de> Deserialize<'de> for NotificationData {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        BTreeMap::<String, String>::deserialize(deserializer).map(Self::from)
+    }
 }
 
 /// A browser's Web Push subscription.

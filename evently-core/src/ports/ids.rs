@@ -99,16 +99,13 @@ impl IdGenerator for DefaultIdGenerator {
 
     fn ticket_number(&self) -> String {
         let bits = Uuid::new_v4().as_u128();
-        let mut out = String::with_capacity(18);
-        out.push_str("EVT");
+        let mut out = *b"EVT-XXXX-XXXX-XXXX";
         for i in 0..12 {
-            if i % 4 == 0 {
-                out.push('-');
-            }
             let idx = ((bits >> (i * 5)) & 31) as usize;
-            out.push(CROCKFORD[idx] as char);
+            out[4 + i + i / 4] = CROCKFORD[idx];
         }
-        out
+        // ASCII throughout, so this never falls back.
+        String::from_utf8(out.to_vec()).unwrap_or_default()
     }
 }
 
@@ -125,6 +122,12 @@ mod tests {
         assert!(a.starts_with("EVT-"));
         assert_eq!(a.matches('-').count(), 3);
         assert_ne!(a, b);
+        let groups: Vec<&str> = a.split('-').collect();
+        assert_eq!(groups[0], "EVT");
+        for g in &groups[1..] {
+            assert_eq!(g.len(), 4);
+            assert!(g.bytes().all(|c| CROCKFORD.contains(&c)), "{a}");
+        }
     }
 
     #[test]

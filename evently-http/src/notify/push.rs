@@ -358,7 +358,7 @@ pub struct PushPayload<'a> {
     /// Body text.
     pub message: &'a str,
     /// The notification's data (ids as strings).
-    pub data: &'a std::collections::BTreeMap<String, String>,
+    pub data: &'a evently_core::NotificationData,
     /// Creation time, RFC 3339.
     pub created_at: String,
 }

@@ -183,7 +183,7 @@ pub(super) fn notification(user: &User, created_at: DateTime<Utc>) -> Notificati
         kind: NotificationKind::WaitlistOfferExpired,
         title: "Angebot abgelaufen ⏰".into(),
         message: "Les places n’ont pas été confirmées.\nDésolé.".into(),
-        data: BTreeMap::from([
+        data: evently_core::NotificationData::from([
             ("event_id".to_string(), "e-1".to_string()),
             ("ünï".to_string(), "cødé".to_string()),
         ]),

@@ -1,8 +1,6 @@
 //! Conversions between domain values and SQLite columns: encoders here, and how an SQLite row holds
 //! each kind of value ([`Columns`]) for the shared decoders of [`crate::sql_codec`].
 
-use std::collections::BTreeMap;
-
 use chrono::{DateTime, Utc};
 use evently_core::{BookingSource, JobPayload, StoreError};
 use sqlx::sqlite::SqliteRow;
@@ -38,7 +36,7 @@ pub(crate) fn int_u64(field: &str, v: u64) -> R<i64> {
 }
 
 /// A string map as JSON text.
-pub(crate) fn json_map(field: &str, map: &BTreeMap<String, String>) -> R<String> {
+pub(crate) fn json_map(field: &str, map: &impl serde::Serialize) -> R<String> {
     serde_json::to_string(map).map_err(|e| StoreError::Backend {
         message: format!("cannot encode {field} as JSON: {e}"),
     })
