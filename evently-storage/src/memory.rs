@@ -56,6 +56,8 @@ struct State {
     jobs: HashMap<JobId, Box<Job>>,
     job_dedupe: HashMap<String, JobId>,
     job_ids: JobIds,
+    /// The undo log's allocation, kept between transactions (one transaction at a time holds it).
+    spare_undo: Vec<Undo>,
 }
 
 /// Makes job ids: UUIDv7 (the time in milliseconds, then a sequence number, then random bits), strictly
@@ -350,9 +352,11 @@ impl MemoryStore {
 #[async_trait]
 impl Store for MemoryStore {
     async fn begin(&self) -> R<Box<dyn Transaction>> {
+        let mut guard = self.state.lock().await;
+        let undo = std::mem::take(&mut guard.spare_undo);
         Ok(Box::new(MemoryTx {
-            guard: Some(self.state.lock().await),
-            undo: Vec::with_capacity(8),
+            guard: Some(guard),
+            undo,
         }))
     }
 
@@ -395,6 +399,7 @@ impl MemoryTx {
             while let Some(u) = self.undo.pop() {
                 u.apply(&mut g);
             }
+            g.spare_undo = std::mem::take(&mut self.undo);
         }
     }
 
@@ -496,7 +501,9 @@ impl Transaction for MemoryTx {
 
     async fn commit(mut self: Box<Self>) -> R<()> {
         self.undo.clear();
-        self.guard = None;
+        if let Some(mut g) = self.guard.take() {
+            g.spare_undo = std::mem::take(&mut self.undo);
+        }
         Ok(())
     }
 

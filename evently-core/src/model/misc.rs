@@ -1,3 +1,4 @@
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
@@ -93,6 +94,7 @@ pub struct Notification {
 ///
 /// A sorted vector rather than a `BTreeMap`: a notification carries a handful of entries, and a
 /// `BTreeMap` allocates a node of about half a kilobyte for even one, once per confirmed booking.
+/// Keys given as `&'static str` are kept without a copy.
 ///
 /// ```
 /// use evently_core::NotificationData;
@@ -105,7 +107,7 @@ pub struct Notification {
 /// assert_eq!(serde_json::to_string(&data).unwrap(), r#"{"booking_id":"b-8","event_id":"e-1"}"#);
 /// ```
 #[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
-pub struct NotificationData(Vec<(String, String)>);
+pub struct NotificationData(Vec<(Cow<'static, str>, String)>);
 
 impl NotificationData {
     /// No entries.
@@ -116,13 +118,17 @@ impl NotificationData {
     /// The value of `key`.
     pub fn get(&self, key: &str) -> Option<&String> {
         self.0
-            .binary_search_by(|(k, _)| k.as_str().cmp(key))
+            .binary_search_by(|(k, _)| k.as_ref().cmp(key))
             .ok()
             .map(|i| &self.0[i].1)
     }
 
     /// Sets `key` to `value`; returns the value it replaced.
-    pub fn insert(&mut self, key: impl Into<String>, value: impl Into<String>) -> Option<String> {
+    pub fn insert(
+        &mut self,
+        key: impl Into<Cow<'static, str>>,
+        value: impl Into<String>,
+    ) -> Option<String> {
         let (key, value) = (key.into(), value.into());
         match self.0.binary_search_by(|(k, _)| k.cmp(&key)) {
             Ok(i) => Some(std::mem::replace(&mut self.0[i].1, value)),
@@ -136,14 +142,14 @@ impl NotificationData {
     /// Removes `key`; returns its value.
     pub fn remove(&mut self, key: &str) -> Option<String> {
         self.0
-            .binary_search_by(|(k, _)| k.as_str().cmp(key))
+            .binary_search_by(|(k, _)| k.as_ref().cmp(key))
             .ok()
             .map(|i| self.0.remove(i).1)
     }
 
     /// The entries, in key order.
     pub fn iter(&self) -> impl ExactSizeIterator<Item = (&str, &str)> {
-        self.0.iter().map(|(k, v)| (k.as_str(), v.as_str()))
+        self.0.iter().map(|(k, v)| (k.as_ref(), v.as_str()))
     }
 
     /// How many entries.
@@ -157,10 +163,10 @@ impl NotificationData {
     }
 }
 
-impl<K: Into<String>, V: Into<String>> FromIterator<(K, V)> for NotificationData {
+impl<K: Into<Cow<'static, str>>, V: Into<String>> FromIterator<(K, V)> for NotificationData {
     /// Later entries win over earlier ones with the same key, as with a map.
     fn from_iter<I: IntoIterator<Item = (K, V)>>(iter: I) -> Self {
-        let mut entries: Vec<(String, String)> = iter
+        let mut entries: Vec<(Cow<'static, str>, String)> = iter
             .into_iter()
             .map(|(k, v)| (k.into(), v.into()))
             .collect();
@@ -177,7 +183,9 @@ impl<K: Into<String>, V: Into<String>> FromIterator<(K, V)> for NotificationData
     }
 }
 
-impl<K: Into<String>, V: Into<String>, const N: usize> From<[(K, V); N]> for NotificationData {
+impl<K: Into<Cow<'static, str>>, V: Into<String>, const N: usize> From<[(K, V); N]>
+    for NotificationData
+{
     fn from(entries: [(K, V); N]) -> Self {
         entries.into_iter().collect()
     }
@@ -186,13 +194,16 @@ impl<K: Into<String>, V: Into<String>, const N: usize> From<[(K, V); N]> for Not
 impl From<BTreeMap<String, String>> for NotificationData {
     fn from(map: BTreeMap<String, String>) -> Self {
         // Already in key order, one value per key.
-        Self(map.into_iter().collect())
+        Self(map.into_iter().map(|(k, v)| (Cow::Owned(k), v)).collect())
     }
 }
 
 impl From<NotificationData> for BTreeMap<String, String> {
     fn from(data: NotificationData) -> Self {
-        data.0.into_iter().collect()
+        data.0
+            .into_iter()
+            .map(|(k, v)| (k.into_owned(), v))
+            .collect()
     }
 }
 
@@ -211,7 +222,7 @@ impl Serialize for NotificationData {
         use serde::ser::SerializeMap;
         let mut map = serializer.serialize_map(Some(self.0.len()))?;
         for (k, v) in &self.0 {
-            map.serialize_entry(k, v)?;
+            map.serialize_entry(k.as_ref(), v)?;
         }
         map.end()
     }
@@ -357,4 +368,35 @@ pub struct Job {
     pub locked_until: Option<DateTime<Utc>>,
     /// Enqueue time.
     pub created_at: DateTime<Utc>,
+}
+
+#[cfg(test)]
+mod notification_data_tests {
+    use super::*;
+
+    #[test]
+    fn keeps_key_order_and_the_last_value_of_a_repeated_key() {
+        let d: NotificationData = [("b", "1"), ("a", "2"), ("b", "3")].into_iter().collect();
+        assert_eq!(d.iter().collect::<Vec<_>>(), [("a", "2"), ("b", "3")]);
+        assert_eq!(d["b"], "3");
+        assert_eq!(d.get("c"), None);
+        let mut d = d;
+        assert_eq!(d.remove("a"), Some("2".to_string()));
+        assert_eq!(d.remove("a"), None);
+        assert_eq!(d.len(), 1);
+        assert!(!d.is_empty());
+    }
+
+    #[test]
+    fn reads_back_from_json_and_converts_to_and_from_a_map() {
+        let d: NotificationData =
+            serde_json::from_str(r#"{"z":"","a":"1","ünï":"cødé"}"#).expect("a JSON object");
+        assert_eq!(
+            serde_json::to_string(&d).expect("JSON"),
+            r#"{"a":"1","z":"","ünï":"cødé"}"#
+        );
+        let map: BTreeMap<String, String> = d.clone().into();
+        assert_eq!(NotificationData::from(map), d);
+        assert!(serde_json::from_str::<NotificationData>(r#"{"a":1}"#).is_err());
+    }
 }
