@@ -595,6 +595,16 @@ impl EventRepository for MemoryTx {
         Ok(self.st().events.get(&id).cloned())
     }
 
+    async fn event_into(&mut self, id: EventId, _lock: LockMode, out: &mut Event) -> R<bool> {
+        Ok(match self.st().events.get(&id) {
+            Some(e) => {
+                out.clone_from(e);
+                true
+            }
+            None => false,
+        })
+    }
+
     async fn update_event(&mut self, event: &Event) -> R<()> {
         if u64::from(event.seats_held) + u64::from(event.seats_confirmed)
             > u64::from(event.capacity)

@@ -194,7 +194,7 @@ impl Evently {
             )),
             Mode::Hold => None,
         };
-        let pending = Arc::new(Pending {
+        let pending = Pending {
             booking_id,
             actor: *actor,
             req,
@@ -202,15 +202,18 @@ impl Evently {
             ttl,
             pricing: self.inner.policies.pricing_for(event_id),
             prepared: Mutex::new(prepared),
-        });
-        let span = tracing::debug_span!("reserve", event_id = %pending.req.event_id, user_id = %actor.user_id);
-        let result = if self.inner.config.max_batch > 1 && self.inner.store.combines_bookings() {
-            self.reserve_combined(pending.clone())
-                .instrument(span)
-                .await
-        } else {
-            self.reserve_one(&pending).instrument(span).await
         };
+        let span = tracing::debug_span!("reserve", event_id = %event_id, user_id = %actor.user_id);
+        // Shared with the event's queue when requests are combined; on the caller's stack otherwise.
+        let shared;
+        let (result, pending) =
+            if self.inner.config.max_batch > 1 && self.inner.store.combines_bookings() {
+                shared = Arc::new(pending);
+                let r = self.reserve_combined(shared.clone()).instrument(span).await;
+                (r, &*shared)
+            } else {
+                (self.reserve_one(&pending).instrument(span).await, &pending)
+            };
         let req = &pending.req;
         match result {
             // Two requests with one key for different events raced past each other's lock: the loser
@@ -273,7 +276,16 @@ impl Evently {
         };
         let event_id = first.req.event_id;
         let mut tx = self.inner.store.begin().await?;
-        let Some(mut event) = tx.event(event_id, LockMode::ForUpdate).await? else {
+        // Read into the event this thread's previous batch used, if any: its texts' buffers are
+        // reused (see `EventRepository::event_into`).
+        let found = match SPARE_EVENT.take() {
+            Some(mut e) => tx
+                .event_into(event_id, LockMode::ForUpdate, &mut e)
+                .await?
+                .then_some(e),
+            None => tx.event(event_id, LockMode::ForUpdate).await?,
+        };
+        let Some(mut event) = found else {
             return Ok(batch
                 .iter()
                 .map(|_| Err(Error::not_found(Entity::Event, event_id)))
@@ -296,6 +308,7 @@ impl Evently {
             tx.update_event(&event).await?;
             tx.commit().await?;
         }
+        SPARE_EVENT.set(Some(event));
         Ok(results)
     }
 
@@ -812,6 +825,11 @@ pub(crate) struct ConfirmationTexts {
     title: String,
     /// " seat(s) for Gig at Club, starting 2030-01-08T09:00:00Z. Total ".
     middle: String,
+}
+
+thread_local! {
+    /// The event a booking transaction on this thread read last, kept for the next one to read into.
+    static SPARE_EVENT: std::cell::Cell<Option<Event>> = const { std::cell::Cell::new(None) };
 }
 
 /// Events whose texts one thread keeps.

@@ -4,7 +4,7 @@ use serde::{Deserialize, Serialize};
 use crate::{Error, EventId, Money, Result};
 
 /// An event people book seats for.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Event {
     /// Identifier.
     pub id: EventId,
@@ -36,6 +36,65 @@ pub struct Event {
     pub created_at: DateTime<Utc>,
     /// Last admin edit.
     pub updated_at: DateTime<Utc>,
+}
+
+impl Clone for Event {
+    fn clone(&self) -> Self {
+        Self {
+            id: self.id,
+            name: self.name.clone(),
+            description: self.description.clone(),
+            venue: self.venue.clone(),
+            category: self.category.clone(),
+            starts_at: self.starts_at,
+            ends_at: self.ends_at,
+            capacity: self.capacity,
+            price: self.price,
+            active: self.active,
+            version: self.version,
+            seats_held: self.seats_held,
+            seats_confirmed: self.seats_confirmed,
+            created_at: self.created_at,
+            updated_at: self.updated_at,
+        }
+    }
+
+    /// Field by field, so the texts reuse this event's buffers where they fit (a store reading an
+    /// event into one the engine already has allocates nothing).
+    fn clone_from(&mut self, source: &Self) {
+        let Self {
+            id,
+            name,
+            description,
+            venue,
+            category,
+            starts_at,
+            ends_at,
+            capacity,
+            price,
+            active,
+            version,
+            seats_held,
+            seats_confirmed,
+            created_at,
+            updated_at,
+        } = source;
+        self.id = *id;
+        self.name.clone_from(name);
+        self.description.clone_from(description);
+        self.venue.clone_from(venue);
+        self.category.clone_from(category);
+        self.starts_at = *starts_at;
+        self.ends_at = *ends_at;
+        self.capacity = *capacity;
+        self.price = *price;
+        self.active = *active;
+        self.version = *version;
+        self.seats_held = *seats_held;
+        self.seats_confirmed = *seats_confirmed;
+        self.created_at = *created_at;
+        self.updated_at = *updated_at;
+    }
 }
 
 impl Event {
@@ -228,4 +287,56 @@ pub struct Availability {
     pub available: u32,
     /// Waitlist entries still waiting.
     pub waitlist_waiting: u32,
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::TimeZone;
+
+    use super::*;
+    use crate::Currency;
+
+    #[test]
+    fn clone_from_copies_every_field_into_existing_buffers() {
+        let at = Utc.with_ymd_and_hms(2030, 1, 8, 9, 0, 0).unwrap();
+        let a = Event {
+            id: EventId::new(),
+            name: "Gig".into(),
+            description: "A night out".into(),
+            venue: "Club".into(),
+            category: "music".into(),
+            starts_at: at,
+            ends_at: at + chrono::Duration::hours(3),
+            capacity: 10,
+            price: Money::new(1500, Currency::new("EUR").unwrap()),
+            active: true,
+            version: 4,
+            seats_held: 1,
+            seats_confirmed: 2,
+            created_at: at,
+            updated_at: at,
+        };
+        let mut b = Event {
+            id: EventId::new(),
+            name: "A longer name than the source's".into(),
+            description: String::new(),
+            venue: "Hall".into(),
+            category: "talk".into(),
+            starts_at: at + chrono::Duration::days(1),
+            ends_at: at + chrono::Duration::days(2),
+            capacity: 99,
+            price: Money::new(1, Currency::new("USD").unwrap()),
+            active: false,
+            version: 1,
+            seats_held: 0,
+            seats_confirmed: 0,
+            created_at: at + chrono::Duration::days(1),
+            updated_at: at + chrono::Duration::days(1),
+        };
+        let name_buffer = b.name.as_ptr();
+        b.clone_from(&a);
+        assert_eq!(b, a);
+        assert_eq!(b.name.as_ptr(), name_buffer, "the name's buffer was reused");
+        assert_eq!(a.clone(), a);
+    }
 }

@@ -86,6 +86,19 @@ pub trait EventRepository: Send {
     async fn insert_event(&mut self, event: &Event) -> R<()>;
     /// By id, optionally locking it until the transaction ends.
     async fn event(&mut self, id: EventId, lock: LockMode) -> R<Option<Event>>;
+    /// [`EventRepository::event`] into an event the caller already has (overwritten; left as it was
+    /// when there is no such event), for a store that can reuse its buffers (the in-memory store
+    /// copies the texts into them instead of allocating). Returns whether the event exists. The
+    /// default calls `event`.
+    async fn event_into(&mut self, id: EventId, lock: LockMode, out: &mut Event) -> R<bool> {
+        Ok(match self.event(id, lock).await? {
+            Some(e) => {
+                *out = e;
+                true
+            }
+            None => false,
+        })
+    }
     /// Writes every mutable field (including version and seat counters) of an existing event.
     async fn update_event(&mut self, event: &Event) -> R<()>;
     /// Events passing `filter`, ordered by `starts_at`, then id, paged by `limit` and `offset`.

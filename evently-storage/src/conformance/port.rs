@@ -254,6 +254,30 @@ pub async fn confirmation_inserted_whole_or_not_at_all(store: Arc<dyn Store>) {
     }
 }
 
+/// [`EventRepository::event_into`](evently_core::ports::EventRepository::event_into) reads what
+/// `event` reads, into an event the caller has (whatever it held before), and leaves it alone for an
+/// unknown id.
+pub async fn event_into_reads_what_event_reads(store: Arc<dyn Store>) {
+    let (_, e) = seed(&store, 7).await;
+    let mut other = event(3);
+    other.name = "a much longer name than the stored event has, to be overwritten".into();
+    other.description = "text".into();
+    let mut tx = begin(&store).await;
+    let found = tx
+        .event_into(e.id, LockMode::ForUpdate, &mut other)
+        .await
+        .expect("event_into");
+    assert!(found);
+    assert_eq!(other, e);
+    let before = other.clone();
+    let found = tx
+        .event_into(EventId::new(), LockMode::None, &mut other)
+        .await
+        .expect("event_into an unknown id");
+    assert!(!found);
+    assert_eq!(other, before, "left alone");
+}
+
 /// A user has at most one live (waiting or offered) waitlist entry per event; a left or expired entry
 /// does not block a new one, and other events are independent.
 pub async fn one_live_waitlist_entry_per_user_and_event(store: Arc<dyn Store>) {
