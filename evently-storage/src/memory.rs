@@ -465,11 +465,11 @@ impl MemoryTx {
         if !st.users.contains_key(&n.user_id) {
             return Err(fk("notifications_user_id_fkey"));
         }
-        if st.notifications.contains_key(&n.id) {
-            return Err(unique("notifications_pkey"));
-        }
         let (id, user) = (n.id, n.user_id);
-        st.notifications.insert(id, Box::new(n));
+        let std::collections::hash_map::Entry::Vacant(slot) = st.notifications.entry(id) else {
+            return Err(unique("notifications_pkey"));
+        };
+        slot.insert(Box::new(n));
         st.notifications_by_user.entry(user).or_default().push(id);
         self.undo.push(Undo::InsertNotification { id, user });
         Ok(())

@@ -156,7 +156,11 @@ impl Evently {
             buyer: &buyer,
             now,
         };
-        let answer = policy.quote(&req).await.and_then(|q| {
+        let quoted = match policy.quote_now(&req) {
+            Some(q) => q,
+            None => policy.quote(&req).await,
+        };
+        let answer = quoted.and_then(|q| {
             let bad = |m: String| PolicyError::InvalidOutput {
                 policy: policy.name().to_string(),
                 message: m,

@@ -53,11 +53,34 @@ pub trait PricingPolicy: Send + Sync {
     }
     /// Prices a request.
     async fn quote(&self, req: &QuoteRequest<'_>) -> Result<Quote, PolicyError>;
+    /// Prices a request without waiting, for a policy that never waits (a computation on the
+    /// request alone, as [`FixedPrice`]): the engine then skips the boxed future of
+    /// [`PricingPolicy::quote`]. Must answer as `quote` would, or `None` (the default) to have the
+    /// engine call `quote`.
+    fn quote_now(&self, req: &QuoteRequest<'_>) -> Option<Result<Quote, PolicyError>> {
+        let _ = req;
+        None
+    }
 }
 
 /// The event's price times the quantity.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct FixedPrice;
+
+fn fixed_price(name: &str, req: &QuoteRequest<'_>) -> Result<Quote, PolicyError> {
+    let total =
+        req.event
+            .price
+            .checked_mul(req.quantity)
+            .map_err(|e| PolicyError::InvalidOutput {
+                policy: name.to_string(),
+                message: e.to_string(),
+            })?;
+    Ok(Quote {
+        unit_price: req.event.price,
+        total,
+    })
+}
 
 #[async_trait]
 impl PricingPolicy for FixedPrice {
@@ -66,18 +89,11 @@ impl PricingPolicy for FixedPrice {
     }
 
     async fn quote(&self, req: &QuoteRequest<'_>) -> Result<Quote, PolicyError> {
-        let total =
-            req.event
-                .price
-                .checked_mul(req.quantity)
-                .map_err(|e| PolicyError::InvalidOutput {
-                    policy: self.name().to_string(),
-                    message: e.to_string(),
-                })?;
-        Ok(Quote {
-            unit_price: req.event.price,
-            total,
-        })
+        fixed_price(self.name(), req)
+    }
+
+    fn quote_now(&self, req: &QuoteRequest<'_>) -> Option<Result<Quote, PolicyError>> {
+        Some(fixed_price(self.name(), req))
     }
 }
 
@@ -149,4 +165,54 @@ pub(crate) fn fifo_choice<'a>(
         out.push(e.id);
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::TimeZone;
+
+    use super::*;
+    use crate::{Currency, EventId, Money, Role, UserId};
+
+    #[test]
+    fn fixed_price_answers_the_same_with_and_without_waiting() {
+        let at = Utc.with_ymd_and_hms(2030, 1, 8, 9, 0, 0).unwrap();
+        let mut event = Event {
+            id: EventId::new(),
+            name: "Gig".into(),
+            description: String::new(),
+            venue: "Club".into(),
+            category: "music".into(),
+            starts_at: at,
+            ends_at: at,
+            capacity: 10,
+            price: Money::new(1500, Currency::new("EUR").unwrap()),
+            active: true,
+            version: 1,
+            seats_held: 0,
+            seats_confirmed: 0,
+            created_at: at,
+            updated_at: at,
+        };
+        let buyer = Buyer {
+            user_id: UserId::new(),
+            role: Role::User,
+            attributes: BTreeMap::new(),
+        };
+        for (minor, quantity) in [(1500, 3), (i64::MAX, 2)] {
+            event.price.minor = minor;
+            let req = QuoteRequest {
+                event: &event,
+                quantity,
+                buyer: &buyer,
+                now: at,
+            };
+            let waited = futures_executor::block_on(FixedPrice.quote(&req));
+            let now = FixedPrice
+                .quote_now(&req)
+                .expect("fixed price answers at once");
+            assert_eq!(format!("{now:?}"), format!("{waited:?}"));
+            assert_eq!(waited.is_ok(), minor == 1500, "{waited:?}");
+        }
+    }
 }

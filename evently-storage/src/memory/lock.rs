@@ -9,6 +9,7 @@
 //! Not fair: a spinning task can take the lock before a woken one gets to it, which then waits again.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering, fence};
 
 use parking_lot::{ArcMutexGuard, Mutex, RawMutex};
 use tokio::sync::Notify;
@@ -19,7 +20,15 @@ const SPINS: u32 = 200;
 
 pub(super) struct SpinLock<T> {
     data: Arc<Mutex<T>>,
-    released: Arc<Notify>,
+    released: Arc<Released>,
+}
+
+/// Wakes tasks waiting for the lock; touched on release only when one waits.
+#[derive(Default)]
+struct Released {
+    notify: Notify,
+    /// Tasks between deciding to wait and getting the lock.
+    waiting: AtomicUsize,
 }
 
 impl<T> Clone for SpinLock<T> {
@@ -35,7 +44,7 @@ impl<T: Default> Default for SpinLock<T> {
     fn default() -> Self {
         Self {
             data: Arc::new(Mutex::new(T::default())),
-            released: Arc::new(Notify::new()),
+            released: Arc::new(Released::default()),
         }
     }
 }
@@ -43,7 +52,7 @@ impl<T: Default> Default for SpinLock<T> {
 /// Holds the lock; releases it (and wakes one waiting task) when dropped.
 pub(super) struct SpinGuard<T> {
     guard: Option<ArcMutexGuard<RawMutex, T>>,
-    released: Arc<Notify>,
+    released: Arc<Released>,
 }
 
 impl<T> SpinLock<T> {
@@ -64,15 +73,19 @@ impl<T> SpinLock<T> {
                     std::hint::spin_loop();
                 }
             }
-            // Register for the next release before the last try, so a release in between is not
-            // missed.
-            let released = self.released.notified();
-            tokio::pin!(released);
-            released.as_mut().enable();
+            // Count ourselves as waiting and register for the next release before the last try,
+            // so a release in between is not missed.
+            let released = &self.released;
+            released.waiting.fetch_add(1, Ordering::SeqCst);
+            let woken = released.notify.notified();
+            tokio::pin!(woken);
+            woken.as_mut().enable();
             if let Some(g) = self.try_lock() {
+                released.waiting.fetch_sub(1, Ordering::SeqCst);
                 return g;
             }
-            released.await;
+            woken.await;
+            released.waiting.fetch_sub(1, Ordering::SeqCst);
         }
     }
 }
@@ -98,8 +111,13 @@ impl<T> std::ops::DerefMut for SpinGuard<T> {
 impl<T> Drop for SpinGuard<T> {
     fn drop(&mut self) {
         drop(self.guard.take());
-        // Stores a permit when nobody waits: the next task to wait then tries once more for nothing.
-        self.released.notify_one();
+        // Orders the release before the read of `waiting`: a task that counted itself as waiting
+        // after this read tries the lock after the release, and gets it.
+        fence(Ordering::SeqCst);
+        if self.released.waiting.load(Ordering::SeqCst) > 0 {
+            // Stores a permit if the waiter has not begun to wait yet: it then returns at once.
+            self.released.notify.notify_one();
+        }
     }
 }
 
