@@ -26,6 +26,14 @@ type R<T> = Result<T, StoreError>;
 /// seeded per process, so keys chosen by users (emails) cannot be aimed at one bucket.
 type HashMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
 
+/// A booking and its tickets, which are inserted together and read together: kept with the booking
+/// (as the engine handed them over) instead of in a table of their own, one hash-table insert less per
+/// confirmed booking.
+struct BookingRow {
+    booking: Booking,
+    tickets: Vec<Ticket>,
+}
+
 #[derive(Default)]
 struct State {
     users: HashMap<UserId, User>,
@@ -33,7 +41,7 @@ struct State {
     events: HashMap<EventId, Event>,
     /// Boxed, like the other large records: the table stays small, so growing it copies and touches
     /// less memory (page faults were a third of the CPU time of a booking run).
-    bookings: HashMap<BookingId, Box<Booking>>,
+    bookings: HashMap<BookingId, Box<BookingRow>>,
     bookings_by_key: HashMap<(UserId, String), BookingId>,
     bookings_by_user: HashMap<UserId, Vec<BookingId>>,
     bookings_by_event: HashMap<EventId, Vec<BookingId>>,
@@ -41,9 +49,6 @@ struct State {
     waitlist: HashMap<WaitlistEntryId, WaitlistEntry>,
     waitlist_by_event: HashMap<EventId, Vec<WaitlistEntryId>>,
     next_seq: i64,
-    /// Tickets by booking: a booking's tickets are inserted together and read together, and are
-    /// kept as the engine handed them over (no copy, no allocation inside the transaction).
-    tickets_by_booking: HashMap<BookingId, Vec<Ticket>>,
     /// Ticket numbers, by their hash: the booking holding the number. A number whose hash another
     /// number already has goes to `ticket_numbers_extra` instead.
     ticket_numbers: HashMap<u64, BookingId>,
@@ -115,8 +120,9 @@ impl State {
     fn ticket_by_number(&self, number: &str) -> Option<&Ticket> {
         use std::hash::BuildHasher as _;
         let find = |b: &BookingId| {
-            self.tickets_by_booking
+            self.bookings
                 .get(b)?
+                .tickets
                 .iter()
                 .find(|t| t.number == number)
         };
@@ -216,9 +222,17 @@ impl Undo {
     fn apply(self, s: &mut State) {
         match self {
             Undo::InsertBooking(id) => {
-                let Some(b) = s.bookings.remove(&id) else {
+                let Some(row) = s.bookings.remove(&id) else {
                     return;
                 };
+                let BookingRow {
+                    booking: b,
+                    tickets,
+                } = *row;
+                // Its tickets were undone first (the undo log runs backwards); any left go too.
+                for t in tickets {
+                    s.remove_ticket_number(&t.number, id);
+                }
                 s.set_hold_index(&b, false);
                 if let Some(k) = b.idempotency_key {
                     s.bookings_by_key.remove(&(b.user_id, k));
@@ -231,15 +245,12 @@ impl Undo {
                 }
             }
             Undo::InsertTickets { booking, count } => {
-                let Some(v) = s.tickets_by_booking.get_mut(&booking) else {
+                let Some(row) = s.bookings.get_mut(&booking) else {
                     return;
                 };
                 // Undone in reverse order, so this booking's newest tickets are the ones to go.
-                let keep = v.len().saturating_sub(count);
-                let gone: Vec<Ticket> = v.drain(keep..).collect();
-                if v.is_empty() {
-                    s.tickets_by_booking.remove(&booking);
-                }
+                let keep = row.tickets.len().saturating_sub(count);
+                let gone: Vec<Ticket> = row.tickets.drain(keep..).collect();
                 for t in gone {
                     s.remove_ticket_number(&t.number, booking);
                 }
@@ -425,11 +436,13 @@ impl MemoryTx {
                 st.add_ticket_number(&t.number, first);
             }
             let count = tickets.len();
-            match st.tickets_by_booking.entry(first) {
-                std::collections::hash_map::Entry::Vacant(e) => {
-                    e.insert(tickets);
-                }
-                std::collections::hash_map::Entry::Occupied(mut e) => e.get_mut().extend(tickets),
+            let Some(row) = st.bookings.get_mut(&first) else {
+                return Err(fk("tickets_booking_id_fkey"));
+            };
+            if row.tickets.is_empty() {
+                row.tickets = tickets;
+            } else {
+                row.tickets.extend(tickets);
             }
             self.undo.push(Undo::InsertTickets {
                 booking: first,
@@ -450,10 +463,10 @@ impl MemoryTx {
                     count: 1,
                 }),
             }
-            st.tickets_by_booking
-                .entry(t.booking_id)
-                .or_default()
-                .push(t);
+            // Checked above: every ticket's booking exists.
+            if let Some(row) = st.bookings.get_mut(&t.booking_id) {
+                row.tickets.push(t);
+            }
         }
         self.undo.extend(undo);
         Ok(())
@@ -693,7 +706,10 @@ impl BookingRepository for MemoryTx {
             }
             st.bookings_by_key.insert(k, b.id);
         }
-        slot.insert(Box::new(b.clone()));
+        slot.insert(Box::new(BookingRow {
+            booking: b.clone(),
+            tickets: Vec::new(),
+        }));
         st.bookings_by_user.entry(b.user_id).or_default().push(b.id);
         st.bookings_by_event
             .entry(b.event_id)
@@ -709,23 +725,25 @@ impl BookingRepository for MemoryTx {
         let Some(slot) = st.bookings.get_mut(&b.id) else {
             return Err(missing("booking"));
         };
-        let mut next = (**slot).clone();
+        let mut next = slot.booking.clone();
         next.status = b.status;
         next.held_until = b.held_until;
         next.updated_at = b.updated_at;
-        let prev = std::mem::replace(&mut **slot, next.clone());
+        let prev = std::mem::replace(&mut slot.booking, next.clone());
         st.set_hold_index(&prev, false);
         st.set_hold_index(&next, true);
         self.on_rollback(move |s| {
             s.set_hold_index(&next, false);
             s.set_hold_index(&prev, true);
-            s.bookings.insert(prev.id, Box::new(prev));
+            if let Some(row) = s.bookings.get_mut(&prev.id) {
+                row.booking = prev;
+            }
         });
         Ok(())
     }
 
     async fn booking(&mut self, id: BookingId) -> R<Option<Booking>> {
-        Ok(self.st().bookings.get(&id).map(|b| (**b).clone()))
+        Ok(self.st().bookings.get(&id).map(|r| r.booking.clone()))
     }
 
     async fn booking_by_idempotency_key(&mut self, user: UserId, key: &str) -> R<Option<Booking>> {
@@ -734,7 +752,7 @@ impl BookingRepository for MemoryTx {
             .bookings_by_key
             .get(&(user, key.to_string()))
             .and_then(|id| st.bookings.get(id))
-            .map(|b| (**b).clone()))
+            .map(|r| r.booking.clone()))
     }
 
     async fn bookings_for_user(&mut self, user: UserId) -> R<Vec<Booking>> {
@@ -745,7 +763,7 @@ impl BookingRepository for MemoryTx {
             .into_iter()
             .flatten()
             .filter_map(|id| st.bookings.get(id))
-            .map(|b| (**b).clone())
+            .map(|r| r.booking.clone())
             .collect();
         v.sort_by_key(|b| std::cmp::Reverse((b.created_at, b.id)));
         Ok(v)
@@ -759,7 +777,7 @@ impl BookingRepository for MemoryTx {
             .into_iter()
             .flatten()
             .filter_map(|id| st.bookings.get(id))
-            .map(|b| (**b).clone())
+            .map(|r| r.booking.clone())
             .collect();
         v.sort_by_key(|a| (a.created_at, a.id));
         Ok(v)
@@ -780,7 +798,7 @@ impl BookingRepository for MemoryTx {
             .take_while(|(t, _)| *t <= now)
             .take(limit as usize)
             .filter_map(|(_, id)| st.bookings.get(id))
-            .map(|b| (**b).clone())
+            .map(|r| r.booking.clone())
             .collect())
     }
 }
@@ -894,12 +912,10 @@ impl TicketRepository for MemoryTx {
     async fn tickets_for_booking(&mut self, booking: BookingId) -> R<Vec<Ticket>> {
         let st = self.st();
         let mut v: Vec<Ticket> = st
-            .tickets_by_booking
+            .bookings
             .get(&booking)
-            .into_iter()
-            .flatten()
-            .cloned()
-            .collect();
+            .map(|r| r.tickets.clone())
+            .unwrap_or_default();
         v.sort_by(|a, b| a.number.cmp(&b.number));
         Ok(v)
     }
@@ -1346,12 +1362,31 @@ mod tests {
             qr_payload: String::new(),
             issued_at: at(0),
         };
-        st.tickets_by_booking.insert(a, vec![t(a, "A-1")]);
+        let row = |id: BookingId, tickets: Vec<Ticket>| {
+            let eur = evently_core::Currency::new("EUR").expect("currency");
+            Box::new(BookingRow {
+                booking: Booking {
+                    id,
+                    user_id: UserId::new(),
+                    event_id: EventId::new(),
+                    quantity: 1,
+                    total_price: evently_core::Money::new(100, eur),
+                    status: BookingStatus::Confirmed,
+                    held_until: None,
+                    idempotency_key: None,
+                    source: evently_core::BookingSource::Direct,
+                    created_at: at(0),
+                    updated_at: at(0),
+                },
+                tickets,
+            })
+        };
+        st.bookings.insert(a, row(a, vec![t(a, "A-1")]));
         st.add_ticket_number("A-1", a);
         // Pretend "B-1" hashes like a number of booking `a`: it goes to the overflow map.
         let h = st.number_hasher.hash_one("B-1");
         st.ticket_numbers.insert(h, a);
-        st.tickets_by_booking.insert(b, vec![t(b, "B-1")]);
+        st.bookings.insert(b, row(b, vec![t(b, "B-1")]));
         st.add_ticket_number("B-1", b);
         assert_eq!(st.ticket_numbers_extra.get("B-1"), Some(&b));
         assert_eq!(st.ticket_by_number("B-1").map(|t| t.booking_id), Some(b));
