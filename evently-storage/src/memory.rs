@@ -65,9 +65,11 @@ struct State {
     spare_undo: Vec<Undo>,
 }
 
-/// Makes job ids: UUIDv7 (the time in milliseconds, then a sequence number, then random bits), strictly
+/// Makes job ids: UUIDv7 (a time in milliseconds, then a sequence number, then random bits), strictly
 /// increasing within the store, without the shared clock-sequence context and random-number calls of
-/// `Uuid::now_v7` (a job is enqueued in every confirmation transaction, under the store's lock).
+/// `Uuid::now_v7` (a job is enqueued in every confirmation transaction, under the store's lock). The
+/// time is the job's creation time, which the store records as its `run_at` (the transaction's time
+/// for the engine's jobs), so making an id reads no clock.
 #[derive(Default)]
 struct JobIds {
     last_ms: u64,
@@ -76,10 +78,8 @@ struct JobIds {
 }
 
 impl JobIds {
-    fn next(&mut self) -> JobId {
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+    fn next(&mut self, at: DateTime<Utc>) -> JobId {
+        let now = u64::try_from(at.timestamp_millis()).unwrap_or(0);
         // Never backwards, even if the wall clock is.
         self.last_ms = self.last_ms.max(now);
         self.seq += 1;
@@ -473,7 +473,7 @@ impl MemoryTx {
     }
 
     /// Stores a notification (moved in); see [`NotificationRepository::insert_notification`].
-    fn put_notification(&mut self, n: Notification) -> R<()> {
+    fn put_notification(&mut self, n: Box<Notification>) -> R<()> {
         let st = self.st();
         if !st.users.contains_key(&n.user_id) {
             return Err(fk("notifications_user_id_fkey"));
@@ -482,7 +482,7 @@ impl MemoryTx {
         let std::collections::hash_map::Entry::Vacant(slot) = st.notifications.entry(id) else {
             return Err(unique("notifications_pkey"));
         };
-        slot.insert(Box::new(n));
+        slot.insert(n);
         st.notifications_by_user.entry(user).or_default().push(id);
         self.undo.push(Undo::InsertNotification { id, user });
         Ok(())
@@ -501,7 +501,7 @@ impl Transaction for MemoryTx {
     async fn insert_confirmation(
         &mut self,
         tickets: Vec<Ticket>,
-        notification: Notification,
+        notification: Box<Notification>,
         job: NewJob,
     ) -> R<()> {
         self.put_tickets(tickets)?;
@@ -928,11 +928,11 @@ impl TicketRepository for MemoryTx {
 #[async_trait]
 impl NotificationRepository for MemoryTx {
     async fn insert_notification(&mut self, n: &Notification) -> R<()> {
-        self.put_notification(n.clone())
+        self.put_notification(Box::new(n.clone()))
     }
 
     async fn insert_notification_owned(&mut self, n: Notification) -> R<()> {
-        self.put_notification(n)
+        self.put_notification(Box::new(n))
     }
 
     async fn notification(&mut self, id: NotificationId) -> R<Option<Notification>> {
@@ -1075,7 +1075,7 @@ fn insert_job(st: &mut State, job: &NewJob) -> Option<JobId> {
     {
         return None;
     }
-    let j = new_job(st.job_ids.next(), job);
+    let j = new_job(st.job_ids.next(job.run_at), job);
     let id = j.id;
     if let Some(k) = &j.dedupe_key {
         st.job_dedupe.insert(k.clone(), id);
@@ -1400,20 +1400,24 @@ mod tests {
     }
 
     #[test]
-    fn job_ids_are_version_7_and_strictly_increasing() {
+    fn job_ids_are_version_7_carry_the_time_and_strictly_increase() {
         let mut ids = JobIds::default();
-        let mut last = ids.next();
+        let t = at(0);
+        let mut last = ids.next(t);
         assert_eq!(last.0.get_version_num(), 7);
-        for _ in 0..10_000 {
-            let next = ids.next();
+        let (secs, _) = last
+            .0
+            .get_timestamp()
+            .expect("a v7 id has a time")
+            .to_unix();
+        assert_eq!(i64::try_from(secs).unwrap(), t.timestamp());
+        for i in 0..10_000 {
+            // Times that go back and forth do not make an id go back.
+            let next = ids.next(at(i % 7 - 3));
             assert_eq!(next.0.get_version_num(), 7);
             assert_eq!(next.0.get_variant(), uuid::Variant::RFC4122);
             assert!(next > last, "{next} after {last}");
             last = next;
         }
-        // A clock that went back does not make an id go back.
-        ids.last_ms += 60_000;
-        let ahead = ids.next();
-        assert!(ids.next() > ahead);
     }
 }

@@ -98,7 +98,8 @@ impl Pending {
 #[derive(Debug)]
 pub(crate) struct Prepared {
     tickets: Vec<Ticket>,
-    notification: Notification,
+    /// Boxed here, outside the event's lock: the memory store keeps it as handed over.
+    notification: Box<Notification>,
     /// When this thread had texts for the event: the texts the notification's title and message were
     /// written with, for the price they assumed. The transaction keeps them if the event still has
     /// those texts and the booking that price; otherwise it writes them again.
@@ -728,7 +729,7 @@ fn prepare(
             event_id.0.hyphenated().encode_lower(&mut buf).to_owned(),
         ),
     ]);
-    let mut notification = Notification {
+    let mut notification = Box::new(Notification {
         id: NotificationId(ids.uuid()),
         user_id,
         kind: NotificationKind::BookingConfirmed,
@@ -737,7 +738,7 @@ fn prepare(
         data,
         created_at: DateTime::UNIX_EPOCH,
         sent_at: None,
-    };
+    });
     // With the event's texts at hand (this thread confirmed a booking of it before), write the title
     // and the message now, assuming the event's fixed price; the transaction checks both assumptions.
     let written = ConfirmationTexts::cached(event_id).and_then(|t| {

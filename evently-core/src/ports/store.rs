@@ -240,15 +240,16 @@ pub trait Transaction:
     /// notification and the job that delivers it (the engine calls this once per confirmed booking).
     /// The default calls [`TicketRepository::insert_tickets_owned`],
     /// [`NotificationRepository::insert_notification_owned`] and [`JobSink::enqueue_job`] in turn; a
-    /// store may do it in one step (the in-memory store does). Errors as those methods'.
+    /// store may do it in one step (the in-memory store does, and keeps the boxed notification as
+    /// it is). Errors as those methods'.
     async fn insert_confirmation(
         &mut self,
         tickets: Vec<Ticket>,
-        notification: Notification,
+        notification: Box<Notification>,
         job: NewJob,
     ) -> R<()> {
         self.insert_tickets_owned(tickets).await?;
-        self.insert_notification_owned(notification).await?;
+        self.insert_notification_owned(*notification).await?;
         self.enqueue_job(&job).await?;
         Ok(())
     }

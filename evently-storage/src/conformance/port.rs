@@ -199,7 +199,7 @@ pub async fn confirmation_inserted_whole_or_not_at_all(store: Arc<dyn Store>) {
         let mut tx = begin(&store).await;
         tx.insert_booking(&b).await.expect("insert the booking");
         let outcome = tx
-            .insert_confirmation(tickets.clone(), n.clone(), job)
+            .insert_confirmation(tickets.clone(), Box::new(n.clone()), job)
             .await;
         match end {
             End::Drop => match outcome {
