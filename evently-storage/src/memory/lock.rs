@@ -1,10 +1,10 @@
 //! The memory store's lock: spins briefly, then waits asynchronously.
 //!
 //! A memory transaction holds the lock for a few microseconds of plain computation. A task that finds
-//! it taken usually gets it by retrying for about as long, on its own core, without giving up its
-//! thread: no wake-up through the scheduler, no parked thread to unpark. Only when the holder takes
-//! longer (it awaits something slow while holding the lock, or its thread was preempted) does the task
-//! wait asynchronously, to be woken when the lock is released.
+//! it taken usually gets it by retrying, on its own core, without giving up its thread: no wake-up
+//! through the scheduler, no parked thread to unpark. Only when the holder takes much longer (it awaits
+//! something slow while holding the lock) does the task wait asynchronously, to be woken when the lock
+//! is released.
 //!
 //! Not fair: a spinning task can take the lock before a woken one gets to it, which then waits again.
 
@@ -14,9 +14,13 @@ use std::sync::atomic::{AtomicUsize, Ordering, fence};
 use parking_lot::{ArcMutexGuard, Mutex, RawMutex};
 use tokio::sync::Notify;
 
-/// How many times a task tries the lock before waiting asynchronously. One try with its pause is
-/// tens of nanoseconds: this spins for a few microseconds, about one booking transaction.
-const SPINS: u32 = 200;
+/// How many times a task tries the lock before waiting asynchronously: about half a millisecond on
+/// the 2-core benchmark machine (a booking transaction holds the lock for about 2 µs). Spinning that
+/// long rides out a holder stretched by a page fault or a preempted virtual CPU, which on a VM takes
+/// tens to hundreds of microseconds; giving up the thread sooner would park it, and waking a parked
+/// thread costs more. The price: a task holding the lock across a slow await (a slow pricing plugin)
+/// makes each waiting task spin that long before it waits.
+const SPINS: u32 = 2000;
 
 pub(super) struct SpinLock<T> {
     data: Arc<Mutex<T>>,
