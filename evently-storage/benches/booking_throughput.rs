@@ -203,7 +203,7 @@ async fn run(tasks: usize, bookings: u64, hold: bool, max_batch: u32) -> (f64, u
                     // thread to itself, and the 2-task run could leave both tasks on one thread.
                     // Not after every booking: a thread whose only task yields polls the runtime's
                     // I/O driver (a system call) before running it again.
-                    if done % YIELD_EVERY == 0 {
+                    if done.is_multiple_of(YIELD_EVERY) {
                         tokio::task::yield_now().await;
                     }
                 }

@@ -1017,20 +1017,7 @@ mod tests {
         let eur = Currency::new("EUR").unwrap();
         let event = Event {
             id: event_id,
-            name: "Gig".into(),
-            description: String::new(),
-            venue: "Club".into(),
-            category: "music".into(),
-            starts_at: at,
-            ends_at: at,
-            capacity: 10,
-            price: Money::new(1500, eur),
-            active: true,
-            seats_held: 0,
-            seats_confirmed: 0,
-            version: 1,
-            created_at: at,
-            updated_at: at,
+            ..Event::sample(at)
         };
         let booking = Booking {
             id: booking_id,
@@ -1092,21 +1079,9 @@ mod tests {
         );
         let eur = Currency::new("EUR").unwrap();
         let event = Event {
-            id: EventId::new(),
-            name: "Gig".into(),
-            description: String::new(),
-            venue: "Club".into(),
-            category: "music".into(),
-            starts_at: far,
-            ends_at: far,
-            capacity: 10,
-            price: Money::new(1500, eur),
-            active: true,
-            seats_held: 0,
-            seats_confirmed: 0,
-            version: 1,
             created_at: base,
             updated_at: base,
+            ..Event::sample(far)
         };
         let booking = Booking {
             id: BookingId::new(),

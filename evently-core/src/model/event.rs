@@ -97,6 +97,30 @@ impl Clone for Event {
     }
 }
 
+#[cfg(test)]
+impl Event {
+    /// For unit tests: "Gig" at "Club", 10 seats at 15.00 EUR, starting (and ending) at `at`.
+    pub(crate) fn sample(at: DateTime<Utc>) -> Self {
+        Self {
+            id: EventId::new(),
+            name: "Gig".into(),
+            description: String::new(),
+            venue: "Club".into(),
+            category: "music".into(),
+            starts_at: at,
+            ends_at: at,
+            capacity: 10,
+            price: Money::new(1500, crate::Currency::new("EUR").expect("a currency")),
+            active: true,
+            version: 1,
+            seats_held: 0,
+            seats_confirmed: 0,
+            created_at: at,
+            updated_at: at,
+        }
+    }
+}
+
 impl Event {
     /// Seats neither held nor confirmed.
     pub fn seats_free(&self) -> u32 {
@@ -300,21 +324,12 @@ mod tests {
     fn clone_from_copies_every_field_into_existing_buffers() {
         let at = Utc.with_ymd_and_hms(2030, 1, 8, 9, 0, 0).unwrap();
         let a = Event {
-            id: EventId::new(),
-            name: "Gig".into(),
             description: "A night out".into(),
-            venue: "Club".into(),
-            category: "music".into(),
-            starts_at: at,
             ends_at: at + chrono::Duration::hours(3),
-            capacity: 10,
-            price: Money::new(1500, Currency::new("EUR").unwrap()),
-            active: true,
             version: 4,
             seats_held: 1,
             seats_confirmed: 2,
-            created_at: at,
-            updated_at: at,
+            ..Event::sample(at)
         };
         let mut b = Event {
             id: EventId::new(),

@@ -172,28 +172,12 @@ mod tests {
     use chrono::TimeZone;
 
     use super::*;
-    use crate::{Currency, EventId, Money, Role, UserId};
+    use crate::{Role, UserId};
 
     #[test]
     fn fixed_price_answers_the_same_with_and_without_waiting() {
         let at = Utc.with_ymd_and_hms(2030, 1, 8, 9, 0, 0).unwrap();
-        let mut event = Event {
-            id: EventId::new(),
-            name: "Gig".into(),
-            description: String::new(),
-            venue: "Club".into(),
-            category: "music".into(),
-            starts_at: at,
-            ends_at: at,
-            capacity: 10,
-            price: Money::new(1500, Currency::new("EUR").unwrap()),
-            active: true,
-            version: 1,
-            seats_held: 0,
-            seats_confirmed: 0,
-            created_at: at,
-            updated_at: at,
-        };
+        let mut event = Event::sample(at);
         let buyer = Buyer {
             user_id: UserId::new(),
             role: Role::User,
