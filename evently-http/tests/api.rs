@@ -1,6 +1,8 @@
 //! The HTTP slice end to end, on the embedded SQLite store (in memory): health, auth, events,
 //! bookings, cancel, idempotent retries and the error bodies clients match on.
 
+mod common;
+
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -10,7 +12,6 @@ use axum::http::{Request, StatusCode, header};
 use evently_core::Evently;
 use evently_http::{AppState, AuthSettings, PasswordParams, app};
 use evently_storage::SqliteStore;
-use http_body_util::BodyExt;
 use serde_json::{Value, json};
 use tower::ServiceExt;
 
@@ -52,29 +53,7 @@ impl Api {
         headers: &[(&str, &str)],
         body: Option<Value>,
     ) -> Reply {
-        let mut req = Request::builder().method(method).uri(uri);
-        if let Some(t) = token {
-            req = req.header(header::AUTHORIZATION, format!("Bearer {t}"));
-        }
-        for (k, v) in headers {
-            req = req.header(*k, *v);
-        }
-        let req = match body {
-            Some(b) => req
-                .header(header::CONTENT_TYPE, "application/json")
-                .body(Body::from(b.to_string())),
-            None => req.body(Body::empty()),
-        }
-        .expect("request");
-        let resp = self.router.clone().oneshot(req).await.expect("response");
-        let status = resp.status();
-        let bytes = resp.into_body().collect().await.expect("body").to_bytes();
-        let body = if bytes.is_empty() {
-            Value::Null
-        } else {
-            serde_json::from_slice(&bytes)
-                .unwrap_or_else(|e| panic!("{status}: body is not JSON ({e}): {bytes:?}"))
-        };
+        let (status, body) = common::call(&self.router, method, uri, token, headers, body).await;
         Reply { status, body }
     }
 

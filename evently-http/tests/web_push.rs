@@ -13,9 +13,9 @@ use std::time::Duration;
 use aes_gcm::aead::{Aead, KeyInit};
 use aes_gcm::{Aes128Gcm, Nonce};
 use axum::Router;
-use axum::body::{Body, Bytes};
+use axum::body::Bytes;
 use axum::extract::State;
-use axum::http::{HeaderMap, Request, StatusCode, header};
+use axum::http::{HeaderMap, StatusCode, header};
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use chrono::{TimeZone, Utc};
@@ -25,13 +25,11 @@ use evently_http::notify::{PushConfig, PushNotifier, VapidKeys};
 use evently_http::{AppState, AuthSettings, PasswordParams, app};
 use evently_storage::{SqliteConfig, SqliteStore};
 use hkdf::Hkdf;
-use http_body_util::BodyExt;
 use p256::ecdsa::signature::Verifier;
 use p256::elliptic_curve::sec1::ToEncodedPoint;
 use rand_core::RngCore;
 use serde_json::{Value, json};
 use sha2::Sha256;
-use tower::ServiceExt;
 
 const SUBJECT: &str = "mailto:push-ops@example.com";
 
@@ -548,26 +546,8 @@ impl Api {
         auth: bool,
         body: Option<Value>,
     ) -> (StatusCode, Value) {
-        let mut req = Request::builder().method(method).uri(uri);
-        if auth {
-            req = req.header(header::AUTHORIZATION, format!("Bearer {}", self.token));
-        }
-        let req = match body {
-            Some(b) => req
-                .header(header::CONTENT_TYPE, "application/json")
-                .body(Body::from(b.to_string())),
-            None => req.body(Body::empty()),
-        }
-        .expect("request");
-        let resp = self.router.clone().oneshot(req).await.expect("response");
-        let status = resp.status();
-        let bytes = resp.into_body().collect().await.expect("body").to_bytes();
-        let body = if bytes.is_empty() {
-            Value::Null
-        } else {
-            serde_json::from_slice(&bytes).expect("JSON body")
-        };
-        (status, body)
+        let token = auth.then_some(self.token.as_str());
+        common::call(&self.router, method, uri, token, &[], body).await
     }
 
     async fn endpoints(&self) -> Vec<String> {

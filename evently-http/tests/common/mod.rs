@@ -1,4 +1,4 @@
-//! Engine fixtures shared by the notification tests.
+//! Fixtures shared by the HTTP and notification tests.
 #![allow(dead_code)]
 
 use std::collections::BTreeMap;
@@ -40,4 +40,45 @@ pub async fn event(engine: &Evently, admin: &Actor) -> evently_core::Event {
         )
         .await
         .expect("event")
+}
+
+/// Sends one request to `router` (a bearer `token`, extra `headers`, a JSON `body` if given) and
+/// returns the status and the JSON body (`Null` when empty).
+pub async fn call(
+    router: &axum::Router,
+    method: &str,
+    uri: &str,
+    token: Option<&str>,
+    headers: &[(&str, &str)],
+    body: Option<serde_json::Value>,
+) -> (axum::http::StatusCode, serde_json::Value) {
+    use axum::body::Body;
+    use axum::http::{Request, header};
+    use http_body_util::BodyExt;
+    use tower::ServiceExt;
+
+    let mut req = Request::builder().method(method).uri(uri);
+    if let Some(t) = token {
+        req = req.header(header::AUTHORIZATION, format!("Bearer {t}"));
+    }
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    let req = match body {
+        Some(b) => req
+            .header(header::CONTENT_TYPE, "application/json")
+            .body(Body::from(b.to_string())),
+        None => req.body(Body::empty()),
+    }
+    .expect("request");
+    let resp = router.clone().oneshot(req).await.expect("response");
+    let status = resp.status();
+    let bytes = resp.into_body().collect().await.expect("body").to_bytes();
+    let body = if bytes.is_empty() {
+        serde_json::Value::Null
+    } else {
+        serde_json::from_slice(&bytes)
+            .unwrap_or_else(|e| panic!("{status}: body is not JSON ({e}): {bytes:?}"))
+    };
+    (status, body)
 }
