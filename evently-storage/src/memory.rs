@@ -1053,29 +1053,13 @@ impl PushSubscriptionRepository for MemoryTx {
     }
 }
 
-fn new_job(id: JobId, job: &NewJob) -> Job {
-    Job {
-        id,
-        payload: job.payload.clone(),
-        priority: job.priority,
-        status: JobStatus::Queued,
-        run_at: job.run_at,
-        attempts: 0,
-        max_attempts: job.max_attempts,
-        dedupe_key: job.dedupe_key.clone(),
-        last_error: None,
-        locked_until: None,
-        created_at: job.run_at,
-    }
-}
-
 fn insert_job(st: &mut State, job: &NewJob) -> Option<JobId> {
     if let Some(k) = &job.dedupe_key
         && st.job_dedupe.contains_key(k)
     {
         return None;
     }
-    let j = new_job(st.job_ids.next(job.run_at), job);
+    let j = job.queued(st.job_ids.next(job.run_at));
     let id = j.id;
     if let Some(k) = &j.dedupe_key {
         st.job_dedupe.insert(k.clone(), id);
@@ -1141,7 +1125,7 @@ impl JobQueue for MemoryStore {
             .collect();
         due.sort_by(|a, b| (b.priority, a.run_at, a.id).cmp(&(a.priority, b.run_at, b.id)));
         let ids: Vec<JobId> = due.iter().take(limit as usize).map(|j| j.id).collect();
-        let until = now + chrono::Duration::from_std(lease).unwrap_or(chrono::Duration::MAX);
+        let until = evently_core::ports::lease_end(now, lease);
         Ok(ids
             .into_iter()
             .filter_map(|id| {

@@ -341,6 +341,24 @@ impl NewJob {
             dedupe_key: None,
         }
     }
+
+    /// The stored job this becomes under `id`: queued, no attempts yet, created when first due
+    /// (what every queue records).
+    pub fn queued(&self, id: JobId) -> Job {
+        Job {
+            id,
+            payload: self.payload.clone(),
+            priority: self.priority,
+            status: JobStatus::Queued,
+            run_at: self.run_at,
+            attempts: 0,
+            max_attempts: self.max_attempts,
+            dedupe_key: self.dedupe_key.clone(),
+            last_error: None,
+            locked_until: None,
+            created_at: self.run_at,
+        }
+    }
 }
 
 /// A stored job.

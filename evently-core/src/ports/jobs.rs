@@ -8,6 +8,15 @@ use crate::{JobId, StoreError};
 
 type R<T> = std::result::Result<T, StoreError>;
 
+/// When a lease of `lease` taken at `now` lapses (what [`JobQueue::claim`] records as a job's
+/// `locked_until`); the latest representable time if that is beyond it.
+pub fn lease_end(now: DateTime<Utc>, lease: Duration) -> DateTime<Utc> {
+    chrono::Duration::from_std(lease)
+        .ok()
+        .and_then(|d| now.checked_add_signed(d))
+        .unwrap_or(DateTime::<Utc>::MAX_UTC)
+}
+
 /// Counts of jobs by state.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct JobStats {
@@ -47,4 +56,23 @@ pub trait JobQueue: Send + Sync {
     async fn job(&self, id: JobId) -> R<Option<Job>>;
     /// Counts by state.
     async fn stats(&self) -> R<JobStats>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_lease_ends_after_its_length_or_at_the_latest_time() {
+        let now = DateTime::<Utc>::from_timestamp(1_900_000_000, 0).expect("a time");
+        assert_eq!(
+            lease_end(now, Duration::from_secs(90)),
+            now + chrono::Duration::seconds(90)
+        );
+        assert_eq!(lease_end(now, Duration::MAX), DateTime::<Utc>::MAX_UTC);
+        assert_eq!(
+            lease_end(DateTime::<Utc>::MAX_UTC, Duration::from_secs(1)),
+            DateTime::<Utc>::MAX_UTC
+        );
+    }
 }

@@ -9,7 +9,7 @@ mod store;
 
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use ids::{DefaultIdGenerator, IdGenerator};
-pub use jobs::{JobQueue, JobStats};
+pub use jobs::{JobQueue, JobStats, lease_end};
 pub use notify::{Delivery, Notifier, NotifyError};
 pub use policy::{
     Buyer, FifoWaitlist, FixedPrice, OfferRequest, PricingPolicy, Quote, QuoteRequest,

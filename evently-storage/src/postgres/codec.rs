@@ -92,9 +92,9 @@ pub(crate) fn json_map(map: &BTreeMap<String, String>) -> Json<&BTreeMap<String,
 }
 
 /// The latest instant PostgreSQL's timestamptz holds comfortably; leases past it are clamped.
-pub(crate) fn clamp_far_future(t: Option<DateTime<Utc>>) -> DateTime<Utc> {
+pub(crate) fn clamp_far_future(t: DateTime<Utc>) -> DateTime<Utc> {
     // 9999-12-31T23:59:59Z: far beyond any lease, well inside timestamptz's range.
     let max =
         DateTime::<Utc>::from_timestamp(253_402_300_799, 0).unwrap_or(DateTime::<Utc>::MAX_UTC);
-    t.map_or(max, |t| t.min(max))
+    t.min(max)
 }

@@ -143,11 +143,7 @@ impl JobQueue for PostgresStore {
         if limit == 0 {
             return Ok(Vec::new());
         }
-        let until = clamp_far_future(
-            chrono::Duration::from_std(lease)
-                .ok()
-                .and_then(|d| now.checked_add_signed(d)),
-        );
+        let until = clamp_far_future(evently_core::ports::lease_end(now, lease));
         // One statement: pick due jobs, skipping rows another worker has locked, and lease them. Queued
         // and lapsed jobs are picked apart, each along its own partial index (one `OR` condition made
         // the planner scan and sort the whole table: 34 ms a claim with 50,000 jobs queued, against

@@ -628,20 +628,7 @@ impl JobQueue for RedisJobQueue {
     }
 
     async fn enqueue(&self, job: &NewJob) -> R<Option<JobId>> {
-        let j = Job {
-            id: JobId::new(),
-            payload: job.payload.clone(),
-            priority: job.priority,
-            status: JobStatus::Queued,
-            run_at: job.run_at,
-            attempts: 0,
-            max_attempts: job.max_attempts,
-            dedupe_key: job.dedupe_key.clone(),
-            last_error: None,
-            locked_until: None,
-            // Like the other queues, a job counts as created when it is first due.
-            created_at: job.run_at,
-        };
+        let j = job.queued(JobId::new());
         // 2: a fresh id exists only when a cancelled batch put it in before this retry.
         let enqueued = self.put(&j).await? != 0;
         tracing::debug!(backend = "redis", queue = %self.keys.name, job_id = %j.id, kind = job.payload.kind(), enqueued, "enqueue job");
@@ -656,10 +643,7 @@ impl JobQueue for RedisJobQueue {
         if limit == 0 {
             return Ok(Vec::new());
         }
-        let until = chrono::Duration::from_std(lease)
-            .ok()
-            .and_then(|d| now.checked_add_signed(d))
-            .unwrap_or(DateTime::<Utc>::MAX_UTC);
+        let until = evently_core::ports::lease_end(now, lease);
         let mut inv = CLAIM.prepare_invoke();
         inv.key(&self.keys.ready)
             .key(&self.keys.delayed)

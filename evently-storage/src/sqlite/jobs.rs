@@ -86,10 +86,7 @@ impl JobQueue for SqliteStore {
         if limit == 0 {
             return Ok(Vec::new());
         }
-        let until = chrono::Duration::from_std(lease)
-            .ok()
-            .and_then(|d| now.checked_add_signed(d))
-            .unwrap_or(DateTime::<Utc>::MAX_UTC);
+        let until = evently_core::ports::lease_end(now, lease);
         // One writer transaction: the selection and the update cannot interleave with another claim.
         let mut tx = self
             .writer
