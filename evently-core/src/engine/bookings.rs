@@ -1003,6 +1003,23 @@ mod tests {
     use chrono::TimeZone;
 
     use super::*;
+
+    /// A confirmed direct booking of `quantity` seats for `total` (EUR minor units) made at `at`.
+    fn confirmed(event_id: EventId, quantity: u32, total: i64, at: DateTime<Utc>) -> Booking {
+        Booking {
+            id: BookingId::new(),
+            user_id: UserId::new(),
+            event_id,
+            quantity,
+            total_price: Money::new(total, Currency::new("EUR").unwrap()),
+            status: BookingStatus::Confirmed,
+            held_until: None,
+            idempotency_key: None,
+            source: BookingSource::Direct,
+            created_at: at,
+            updated_at: at,
+        }
+    }
     use crate::model::Event;
     use crate::{Currency, Money, UserId};
 
@@ -1014,23 +1031,13 @@ mod tests {
             format!("evently:v1:{event_id}:{booking_id}:EVT-AAAA-BBBB-CCCC")
         );
         let at = Utc.with_ymd_and_hms(2030, 1, 8, 9, 0, 0).unwrap();
-        let eur = Currency::new("EUR").unwrap();
         let event = Event {
             id: event_id,
             ..Event::sample(at)
         };
         let booking = Booking {
             id: booking_id,
-            user_id: UserId::new(),
-            event_id,
-            quantity: 2,
-            total_price: Money::new(3000, eur),
-            status: BookingStatus::Confirmed,
-            held_until: None,
-            idempotency_key: None,
-            source: BookingSource::Direct,
-            created_at: at,
-            updated_at: at,
+            ..confirmed(event_id, 2, 3000, at)
         };
         assert_eq!(
             confirmation_message(&event, &booking),
@@ -1077,25 +1084,12 @@ mod tests {
             ),
             None
         );
-        let eur = Currency::new("EUR").unwrap();
         let event = Event {
             created_at: base,
             updated_at: base,
             ..Event::sample(far)
         };
-        let booking = Booking {
-            id: BookingId::new(),
-            user_id: UserId::new(),
-            event_id: event.id,
-            quantity: 1,
-            total_price: Money::new(-5, eur),
-            status: BookingStatus::Confirmed,
-            held_until: None,
-            idempotency_key: None,
-            source: BookingSource::Direct,
-            created_at: base,
-            updated_at: base,
-        };
+        let booking = confirmed(event.id, 1, -5, base);
         assert_eq!(
             confirmation_message(&event, &booking),
             format!(
