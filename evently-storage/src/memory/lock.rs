@@ -8,10 +8,11 @@
 //!
 //! Not fair: a spinning task can take the lock before a woken one gets to it, which then waits again.
 
+use std::marker::PhantomData;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering, fence};
 
-use parking_lot::{ArcMutexGuard, Mutex, RawMutex};
+use parking_lot::Mutex;
 use tokio::sync::Notify;
 
 /// How many times a task tries the lock before waiting asynchronously: about half a millisecond on
@@ -23,11 +24,21 @@ use tokio::sync::Notify;
 const SPINS: u32 = 2000;
 
 pub(super) struct SpinLock<T> {
-    data: Arc<Mutex<T>>,
-    released: Arc<Released>,
+    shared: Arc<Shared<T>>,
 }
 
-/// Wakes tasks waiting for the lock; touched on release only when one waits.
+struct Shared<T> {
+    /// Wakes tasks waiting for the lock; touched on release only when one waits.
+    released: Released,
+    /// The state starts a cache line (two, for adjacent-line prefetching) after the lock word, so a
+    /// task spinning on the lock word does not take the holder's lines away from it.
+    mutex: Mutex<Padded<T>>,
+}
+
+#[repr(align(128))]
+#[derive(Default)]
+struct Padded<T>(T);
+
 #[derive(Default)]
 struct Released {
     notify: Notify,
@@ -38,8 +49,7 @@ struct Released {
 impl<T> Clone for SpinLock<T> {
     fn clone(&self) -> Self {
         Self {
-            data: self.data.clone(),
-            released: self.released.clone(),
+            shared: self.shared.clone(),
         }
     }
 }
@@ -47,23 +57,32 @@ impl<T> Clone for SpinLock<T> {
 impl<T: Default> Default for SpinLock<T> {
     fn default() -> Self {
         Self {
-            data: Arc::new(Mutex::new(T::default())),
-            released: Arc::new(Released::default()),
+            shared: Arc::new(Shared {
+                released: Released::default(),
+                mutex: Mutex::new(Padded::default()),
+            }),
         }
     }
 }
 
 /// Holds the lock; releases it (and wakes one waiting task) when dropped.
+///
+/// Invariant: while a `SpinGuard` exists, its lock is locked, by it.
 pub(super) struct SpinGuard<T> {
-    guard: Option<ArcMutexGuard<RawMutex, T>>,
-    released: Arc<Released>,
+    shared: Arc<Shared<T>>,
+    /// Shared between threads only if `T` may be (the `Arc` alone would allow it for any `Send` `T`).
+    _data: PhantomData<Box<T>>,
 }
 
 impl<T> SpinLock<T> {
     fn try_lock(&self) -> Option<SpinGuard<T>> {
-        self.data.try_lock_arc().map(|guard| SpinGuard {
-            guard: Some(guard),
-            released: self.released.clone(),
+        let guard = self.shared.mutex.try_lock()?;
+        // Keep the lock locked past the borrow: the returned guard (which keeps the mutex alive
+        // through its `Arc`) unlocks it when dropped.
+        std::mem::forget(guard);
+        Some(SpinGuard {
+            shared: self.shared.clone(),
+            _data: PhantomData,
         })
     }
 
@@ -79,7 +98,7 @@ impl<T> SpinLock<T> {
             }
             // Count ourselves as waiting and register for the next release before the last try,
             // so a release in between is not missed.
-            let released = &self.released;
+            let released = &self.shared.released;
             released.waiting.fetch_add(1, Ordering::SeqCst);
             let woken = released.notify.notified();
             tokio::pin!(woken);
@@ -98,29 +117,31 @@ impl<T> std::ops::Deref for SpinGuard<T> {
     type Target = T;
 
     fn deref(&self) -> &T {
-        self.guard
-            .as_ref()
-            .expect("the guard holds the lock until dropped")
+        // SAFETY: this guard holds the lock (see the type's invariant), so nothing else reaches the
+        // data until it is dropped; the reference cannot outlive the guard.
+        unsafe { &(*self.shared.mutex.data_ptr()).0 }
     }
 }
 
 impl<T> std::ops::DerefMut for SpinGuard<T> {
     fn deref_mut(&mut self) -> &mut T {
-        self.guard
-            .as_mut()
-            .expect("the guard holds the lock until dropped")
+        // SAFETY: as in `deref`, and `&mut self` makes this the only reference through the guard.
+        unsafe { &mut (*self.shared.mutex.data_ptr()).0 }
     }
 }
 
 impl<T> Drop for SpinGuard<T> {
     fn drop(&mut self) {
-        drop(self.guard.take());
+        // SAFETY: this guard locked the mutex (see the type's invariant) and no reference to the data
+        // outlives it.
+        unsafe { self.shared.mutex.force_unlock() };
         // Orders the release before the read of `waiting`: a task that counted itself as waiting
         // after this read tries the lock after the release, and gets it.
         fence(Ordering::SeqCst);
-        if self.released.waiting.load(Ordering::SeqCst) > 0 {
+        let released = &self.shared.released;
+        if released.waiting.load(Ordering::SeqCst) > 0 {
             // Stores a permit if the waiter has not begun to wait yet: it then returns at once.
-            self.released.notify.notify_one();
+            released.notify.notify_one();
         }
     }
 }
