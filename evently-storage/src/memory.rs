@@ -8,7 +8,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use evently_core::ports::{
-    BookingRepository, EventRepository, JobSink, JobStats, NotificationRepository,
+    BookingRepository, BookingStep, EventRepository, JobSink, JobStats, NotificationRepository,
     PushSubscriptionRepository, TicketRepository, UserRepository, WaitlistRepository,
 };
 use evently_core::{
@@ -61,8 +61,6 @@ struct State {
     jobs: HashMap<JobId, Box<Job>>,
     job_dedupe: HashMap<String, JobId>,
     job_ids: JobIds,
-    /// The undo log's allocation, kept between transactions (one transaction at a time holds it).
-    spare_undo: Vec<Undo>,
 }
 
 /// Makes job ids: UUIDv7 (a time in milliseconds, then a sequence number, then random bits), strictly
@@ -363,8 +361,10 @@ impl MemoryStore {
 #[async_trait]
 impl Store for MemoryStore {
     async fn begin(&self) -> R<Box<dyn Transaction>> {
-        let mut guard = self.state.lock().await;
-        let undo = std::mem::take(&mut guard.spare_undo);
+        // This thread's spare undo log, taken before the lock: the store's state stays untouched
+        // by it (another core's writes to a shared spare would move its cache line on every booking).
+        let undo = SPARE_UNDO.take();
+        let guard = self.state.lock().await;
         Ok(Box::new(MemoryTx {
             guard: Some(guard),
             undo,
@@ -390,6 +390,11 @@ impl Store for MemoryStore {
     }
 }
 
+thread_local! {
+    /// The undo log's allocation, kept between this thread's transactions.
+    static SPARE_UNDO: std::cell::Cell<Vec<Undo>> = const { std::cell::Cell::new(Vec::new()) };
+}
+
 struct MemoryTx {
     guard: Option<SpinGuard<State>>,
     undo: Vec<Undo>,
@@ -410,7 +415,8 @@ impl MemoryTx {
             while let Some(u) = self.undo.pop() {
                 u.apply(&mut g);
             }
-            g.spare_undo = std::mem::take(&mut self.undo);
+            drop(g);
+            SPARE_UNDO.set(std::mem::take(&mut self.undo));
         }
     }
 
@@ -472,6 +478,59 @@ impl MemoryTx {
         Ok(())
     }
 
+    /// Stores a booking (moved in); see [`BookingRepository::insert_booking`].
+    fn put_booking(&mut self, b: Booking) -> R<()> {
+        let st = self.st();
+        if !st.users.contains_key(&b.user_id) {
+            return Err(fk("bookings_user_id_fkey"));
+        }
+        if !st.events.contains_key(&b.event_id) {
+            return Err(fk("bookings_event_id_fkey"));
+        }
+        let std::collections::hash_map::Entry::Vacant(slot) = st.bookings.entry(b.id) else {
+            return Err(unique("bookings_pkey"));
+        };
+        if let Some(k) = &b.idempotency_key {
+            let k = (b.user_id, k.clone());
+            if st.bookings_by_key.contains_key(&k) {
+                return Err(unique("bookings_user_idempotency_key"));
+            }
+            st.bookings_by_key.insert(k, b.id);
+        }
+        let (id, user, event) = (b.id, b.user_id, b.event_id);
+        // As `set_hold_index(b, true)`, which would borrow the whole state while `slot` does.
+        let held_until = match (b.status, b.held_until) {
+            (BookingStatus::Held, Some(t)) => Some(t),
+            _ => None,
+        };
+        slot.insert(Box::new(BookingRow {
+            booking: b,
+            tickets: Vec::new(),
+        }));
+        if let Some(t) = held_until {
+            st.holds.entry(event).or_default().insert((t, id));
+        }
+        st.bookings_by_user.entry(user).or_default().push(id);
+        st.bookings_by_event.entry(event).or_default().push(id);
+        self.undo.push(Undo::InsertBooking(id));
+        Ok(())
+    }
+
+    /// Stores a booking's confirmation records; see [`Transaction::insert_confirmation`].
+    fn put_confirmation(
+        &mut self,
+        tickets: Vec<Ticket>,
+        notification: Box<Notification>,
+        job: NewJob,
+    ) -> R<()> {
+        self.put_tickets(tickets)?;
+        self.put_notification(notification)?;
+        if let Some(id) = insert_job(self.st(), &job) {
+            self.undo.push(Undo::InsertJob(id));
+        }
+        Ok(())
+    }
+
     /// Stores a notification (moved in); see [`NotificationRepository::insert_notification`].
     fn put_notification(&mut self, n: Box<Notification>) -> R<()> {
         let st = self.st();
@@ -504,19 +563,44 @@ impl Transaction for MemoryTx {
         notification: Box<Notification>,
         job: NewJob,
     ) -> R<()> {
-        self.put_tickets(tickets)?;
-        self.put_notification(notification)?;
-        if let Some(id) = insert_job(self.st(), &job) {
-            self.undo.push(Undo::InsertJob(id));
+        self.put_confirmation(tickets, notification, job)
+    }
+
+    /// In place, under the store's lock: the step sees the stored event itself (no copy of its
+    /// texts), and the booking and its records are moved in.
+    async fn book_in_step(
+        &mut self,
+        event_id: EventId,
+        step: &mut (dyn BookingStep + Send),
+    ) -> R<bool> {
+        let Some(event) = self.st().events.get_mut(&event_id) else {
+            return Ok(false);
+        };
+        let before = EventScalars::of(event);
+        let Some(w) = step.decide(event) else {
+            before.restore(event);
+            return Ok(true);
+        };
+        if u64::from(event.seats_held) + u64::from(event.seats_confirmed)
+            > u64::from(event.capacity)
+        {
+            before.restore(event);
+            return Err(StoreError::CheckViolation {
+                constraint: "events_seats_within_capacity".into(),
+            });
         }
-        Ok(())
+        self.undo.push(Undo::UpdateEventScalars(before));
+        self.put_booking(w.booking)?;
+        if let Some(c) = w.confirmation {
+            self.put_confirmation(c.tickets, c.notification, c.job)?;
+        }
+        Ok(true)
     }
 
     async fn commit(mut self: Box<Self>) -> R<()> {
         self.undo.clear();
-        if let Some(mut g) = self.guard.take() {
-            g.spare_undo = std::mem::take(&mut self.undo);
-        }
+        drop(self.guard.take());
+        SPARE_UNDO.set(std::mem::take(&mut self.undo));
         Ok(())
     }
 
@@ -689,35 +773,7 @@ impl EventRepository for MemoryTx {
 #[async_trait]
 impl BookingRepository for MemoryTx {
     async fn insert_booking(&mut self, b: &Booking) -> R<()> {
-        let st = self.st();
-        if !st.users.contains_key(&b.user_id) {
-            return Err(fk("bookings_user_id_fkey"));
-        }
-        if !st.events.contains_key(&b.event_id) {
-            return Err(fk("bookings_event_id_fkey"));
-        }
-        let std::collections::hash_map::Entry::Vacant(slot) = st.bookings.entry(b.id) else {
-            return Err(unique("bookings_pkey"));
-        };
-        if let Some(k) = &b.idempotency_key {
-            let k = (b.user_id, k.clone());
-            if st.bookings_by_key.contains_key(&k) {
-                return Err(unique("bookings_user_idempotency_key"));
-            }
-            st.bookings_by_key.insert(k, b.id);
-        }
-        slot.insert(Box::new(BookingRow {
-            booking: b.clone(),
-            tickets: Vec::new(),
-        }));
-        st.bookings_by_user.entry(b.user_id).or_default().push(b.id);
-        st.bookings_by_event
-            .entry(b.event_id)
-            .or_default()
-            .push(b.id);
-        st.set_hold_index(b, true);
-        self.undo.push(Undo::InsertBooking(b.id));
-        Ok(())
+        self.put_booking(b.clone())
     }
 
     async fn update_booking(&mut self, b: &Booking) -> R<()> {

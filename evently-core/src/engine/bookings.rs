@@ -10,7 +10,7 @@ use crate::model::{
     Booking, BookingSource, BookingStatus, Event, JobPayload, NewJob, Notification,
     NotificationData, NotificationKind, Ticket, WaitlistStatus,
 };
-use crate::ports::{IdGenerator, LockMode, Transaction};
+use crate::ports::{BookingStep, Confirmation, IdGenerator, LockMode, StepWrites, Transaction};
 use crate::{
     Actor, BookingId, Entity, Error, EventId, NotificationId, Result, StoreError, TicketId, UserId,
 };
@@ -276,7 +276,50 @@ impl Evently {
             return Ok(Vec::new());
         };
         let event_id = first.req.event_id;
+        // Read before the transaction begins: on a store with one lock, the clock is not read while
+        // holding it. The time is a few microseconds early (a lock wait longer on a busy SQL store),
+        // which no decision here notices.
+        let now = self.now();
         let mut tx = self.inner.store.begin().await?;
+        // A lone request without an idempotency key, on a store that runs each request in a
+        // transaction of its own (the in-memory store): decided and stored in one step while the
+        // store holds the event. Requests the step leaves undecided (too few free seats, which may
+        // need expired holds swept first; a pricing policy that waits) take the general path below,
+        // in the same transaction.
+        if let [p] = batch
+            && p.req.idempotency_key.is_none()
+            && !self.inner.store.combines_bookings()
+        {
+            let mut step = OneStep {
+                engine: self,
+                p,
+                now,
+                outcome: None,
+            };
+            let found = tx
+                .book_in_step(event_id, &mut step)
+                .await
+                .map_err(|e| match e {
+                    // A booking's own constraints are reported as they are (as `insert_booking`'s).
+                    StoreError::UniqueViolation { constraint }
+                        if constraint.starts_with("bookings") =>
+                    {
+                        Error::Store(StoreError::UniqueViolation { constraint })
+                    }
+                    other => confirmation_error(other),
+                })?;
+            if !found {
+                return Ok(vec![Err(Error::not_found(Entity::Event, event_id))]);
+            }
+            match step.outcome {
+                Some(Ok(booking)) => {
+                    tx.commit().await?;
+                    return Ok(vec![Ok(booking)]);
+                }
+                Some(Err(e)) => return Ok(vec![Err(e)]),
+                None => {}
+            }
+        }
         // Read into the event this thread's previous batch used, if any: its texts' buffers are
         // reused (see `EventRepository::event_into`).
         let found = match SPARE_EVENT.take() {
@@ -292,7 +335,6 @@ impl Evently {
                 .map(|_| Err(Error::not_found(Entity::Event, event_id)))
                 .collect());
         };
-        let now = self.now();
         let mut dirty = false;
         let mut texts: Option<Arc<ConfirmationTexts>> = None;
         let mut results = Vec::with_capacity(batch.len());
@@ -346,27 +388,10 @@ impl Evently {
         let total_price = self
             .price_with(&*p.pricing, tx, actor, event, req.quantity, now)
             .await?;
-        let (status, held_until) = match p.mode {
-            Mode::Hold => (BookingStatus::Held, Some(now + chrono_dur(p.ttl))),
-            Mode::Book => (BookingStatus::Confirmed, None),
-        };
-        let booking = Booking {
-            id: p.booking_id,
-            user_id: actor.user_id,
-            event_id: event.id,
-            quantity: req.quantity,
-            total_price,
-            status,
-            held_until,
-            idempotency_key: req.idempotency_key.clone(),
-            source: BookingSource::Direct,
-            created_at: now,
-            updated_at: now,
-        };
-        account(event, &booking, None)?;
+        let booking = new_booking(p, event, total_price, now)?;
         *dirty = true;
         tx.insert_booking(&booking).await?;
-        if status == BookingStatus::Confirmed {
+        if booking.status == BookingStatus::Confirmed {
             self.on_confirmed(tx, event, &booking, now, p.take_prepared(), texts)
                 .await?;
         }
@@ -638,8 +663,8 @@ impl Evently {
         })
     }
 
-    /// Issues tickets and queues the confirmation for a booking that just became confirmed, from the
-    /// records built beforehand when they fit the booking.
+    /// Issues tickets and queues the confirmation for a booking that just became confirmed (see
+    /// [`Evently::confirmation`]).
     async fn on_confirmed(
         &self,
         tx: &mut dyn Transaction,
@@ -649,6 +674,23 @@ impl Evently {
         prepared: Option<Prepared>,
         texts: &mut Option<Arc<ConfirmationTexts>>,
     ) -> Result<()> {
+        let c = self.confirmation(event, booking, now, prepared, texts);
+        tx.insert_confirmation(c.tickets, c.notification, c.job)
+            .await
+            .map_err(confirmation_error)
+    }
+
+    /// The tickets, the confirmation and the job that delivers it, for a booking that just became
+    /// confirmed: from the records built beforehand when they fit the booking, with the times and
+    /// (unless written beforehand for this event and price) the texts filled in.
+    fn confirmation(
+        &self,
+        event: &Event,
+        booking: &Booking,
+        now: DateTime<Utc>,
+        prepared: Option<Prepared>,
+        texts: &mut Option<Arc<ConfirmationTexts>>,
+    ) -> Confirmation {
         let Prepared {
             mut tickets,
             mut notification,
@@ -683,17 +725,104 @@ impl Evently {
             },
             now,
         );
-        tx.insert_confirmation(tickets, notification, job)
-            .await
-            .map_err(|e| match e {
-                // A ticket-number collision (or, vanishingly rarely, of a fresh id): retrying the
-                // whole transaction draws new numbers and ids.
-                StoreError::UniqueViolation { constraint } => Error::Store(StoreError::Transient {
-                    message: format!("collision on {constraint} while issuing tickets"),
-                }),
-                other => other.into(),
-            })?;
-        Ok(())
+        Confirmation {
+            tickets,
+            notification,
+            job,
+        }
+    }
+}
+
+/// A store error from recording a confirmation. A ticket-number collision (or, vanishingly rarely,
+/// of a fresh id) becomes transient: retrying the whole transaction draws new numbers and ids.
+fn confirmation_error(e: StoreError) -> Error {
+    match e {
+        StoreError::UniqueViolation { constraint } => Error::Store(StoreError::Transient {
+            message: format!("collision on {constraint} while issuing tickets"),
+        }),
+        other => other.into(),
+    }
+}
+
+/// The booking `p` makes on `event` at `now` for `total_price`, its seats accounted in `event`.
+fn new_booking(
+    p: &Pending,
+    event: &mut Event,
+    total_price: crate::Money,
+    now: DateTime<Utc>,
+) -> Result<Booking> {
+    let (status, held_until) = match p.mode {
+        Mode::Hold => (BookingStatus::Held, Some(now + chrono_dur(p.ttl))),
+        Mode::Book => (BookingStatus::Confirmed, None),
+    };
+    let booking = Booking {
+        id: p.booking_id,
+        user_id: p.actor.user_id,
+        event_id: event.id,
+        quantity: p.req.quantity,
+        total_price,
+        status,
+        held_until,
+        idempotency_key: p.req.idempotency_key.clone(),
+        source: BookingSource::Direct,
+        created_at: now,
+        updated_at: now,
+    };
+    account(event, &booking, None)?;
+    Ok(booking)
+}
+
+/// One request decided while the store holds its event ([`Transaction::book_in_step`]): the same
+/// checks and records as [`Evently::reserve_in_tx`], for the requests that need nothing but the event
+/// (no idempotency key to look up, enough free seats, a pricing policy that answers at once).
+struct OneStep<'a> {
+    engine: &'a Evently,
+    p: &'a Pending,
+    now: DateTime<Utc>,
+    /// The request's outcome once decided; `None` leaves it to the general path.
+    outcome: Option<Result<Booking>>,
+}
+
+impl BookingStep for OneStep<'_> {
+    fn decide(&mut self, event: &mut Event) -> Option<StepWrites> {
+        let (p, now) = (self.p, self.now);
+        if let Err(e) = check_open(event, now) {
+            self.outcome = Some(Err(e));
+            return None;
+        }
+        if event.seats_free() < p.req.quantity {
+            // Maybe expired holds to sweep first: the general path does that.
+            return None;
+        }
+        let total =
+            match self
+                .engine
+                .price_now(&*p.pricing, &p.actor, event, p.req.quantity, now)?
+            {
+                Ok(total) => total,
+                Err(e) => {
+                    self.outcome = Some(Err(e));
+                    return None;
+                }
+            };
+        let seats = (event.seats_held, event.seats_confirmed);
+        let booking = match new_booking(p, event, total, now) {
+            Ok(b) => b,
+            Err(e) => {
+                (event.seats_held, event.seats_confirmed) = seats;
+                self.outcome = Some(Err(e));
+                return None;
+            }
+        };
+        let confirmation = (booking.status == BookingStatus::Confirmed).then(|| {
+            self.engine
+                .confirmation(event, &booking, now, p.take_prepared(), &mut None)
+        });
+        self.outcome = Some(Ok(booking.clone()));
+        Some(StepWrites {
+            booking,
+            confirmation,
+        })
     }
 }
 
@@ -705,6 +834,16 @@ fn prepare(
     user_id: UserId,
     quantity: u32,
 ) -> Prepared {
+    // This thread's texts for the event, if it has booked it before: they also hold the event id
+    // as text, so only the booking id is written out here.
+    let cached = ConfirmationTexts::cached(event_id);
+    let mut event_buf = uuid::Uuid::encode_buffer();
+    let event_text: &str = match &cached {
+        Some(t) => &t.event_text,
+        None => event_id.0.hyphenated().encode_lower(&mut event_buf),
+    };
+    let mut booking_buf = uuid::Uuid::encode_buffer();
+    let booking_text: &str = booking_id.0.hyphenated().encode_lower(&mut booking_buf);
     let tickets = (0..quantity)
         .map(|_| {
             let number = ids.ticket_number();
@@ -712,22 +851,15 @@ fn prepare(
                 id: TicketId(ids.uuid()),
                 booking_id,
                 event_id,
-                qr_payload: qr_payload(event_id, booking_id, &number),
+                qr_payload: qr_payload(event_text, booking_text, &number),
                 number,
                 issued_at: DateTime::UNIX_EPOCH,
             }
         })
         .collect();
-    let mut buf = uuid::Uuid::encode_buffer();
     let data = NotificationData::from([
-        (
-            "booking_id",
-            booking_id.0.hyphenated().encode_lower(&mut buf).to_owned(),
-        ),
-        (
-            "event_id",
-            event_id.0.hyphenated().encode_lower(&mut buf).to_owned(),
-        ),
+        ("booking_id", booking_text.to_owned()),
+        ("event_id", event_text.to_owned()),
     ]);
     let mut notification = Box::new(Notification {
         id: NotificationId(ids.uuid()),
@@ -741,7 +873,7 @@ fn prepare(
     });
     // With the event's texts at hand (this thread confirmed a booking of it before), write the title
     // and the message now, assuming the event's fixed price; the transaction checks both assumptions.
-    let written = ConfirmationTexts::cached(event_id).and_then(|t| {
+    let written = cached.and_then(|t| {
         let total = t.price.checked_mul(quantity).ok()?;
         notification.title = t.title.clone();
         notification.message = t.message(quantity, total);
@@ -796,17 +928,14 @@ fn replay(existing: Booking, req: &BookingRequest) -> Result<Booking> {
     Ok(existing)
 }
 
-/// `evently:v1:<event id>:<booking id>:<ticket number>`, the payload a ticket's QR code carries.
-/// Written by hand: this runs once per seat sold, inside the event's transaction.
-fn qr_payload(event: EventId, booking: BookingId, number: &str) -> String {
-    let mut buf = uuid::Uuid::encode_buffer();
-    let mut out = String::with_capacity(11 + 36 + 1 + 36 + 1 + number.len());
-    out.push_str("evently:v1:");
-    out.push_str(event.0.hyphenated().encode_lower(&mut buf));
-    out.push(':');
-    out.push_str(booking.0.hyphenated().encode_lower(&mut buf));
-    out.push(':');
-    out.push_str(number);
+/// `evently:v1:<event id>:<booking id>:<ticket number>`, the payload a ticket's QR code carries, from
+/// the ids already written out as hyphenated lower-case text.
+fn qr_payload(event: &str, booking: &str, number: &str) -> String {
+    let parts = ["evently:v1:", event, ":", booking, ":", number];
+    let mut out = String::with_capacity(parts.iter().map(|p| p.len()).sum());
+    for p in parts {
+        out.push_str(p);
+    }
     out
 }
 
@@ -817,6 +946,9 @@ fn qr_payload(event: EventId, booking: BookingId, number: &str) -> String {
 #[derive(Debug)]
 pub(crate) struct ConfirmationTexts {
     event_id: EventId,
+    /// The event id as hyphenated lower-case text, as the QR payload and the notification's data
+    /// carry it.
+    event_text: String,
     name: String,
     venue: String,
     starts_at: DateTime<Utc>,
@@ -857,6 +989,7 @@ impl ConfirmationTexts {
         };
         Self {
             event_id: event.id,
+            event_text: event.id.0.hyphenated().to_string(),
             name: event.name.clone(),
             venue: event.venue.clone(),
             starts_at: event.starts_at,
@@ -1027,7 +1160,11 @@ mod tests {
     fn the_qr_payload_and_the_confirmation_text_have_their_documented_shape() {
         let (event_id, booking_id) = (EventId::new(), BookingId::new());
         assert_eq!(
-            qr_payload(event_id, booking_id, "EVT-AAAA-BBBB-CCCC"),
+            qr_payload(
+                &event_id.to_string(),
+                &booking_id.to_string(),
+                "EVT-AAAA-BBBB-CCCC"
+            ),
             format!("evently:v1:{event_id}:{booking_id}:EVT-AAAA-BBBB-CCCC")
         );
         let at = Utc.with_ymd_and_hms(2030, 1, 8, 9, 0, 0).unwrap();
@@ -1109,13 +1246,34 @@ mod tests {
             user_id,
             3,
         );
-        assert_eq!(p.tickets.len(), 3);
-        for t in &p.tickets {
-            assert_eq!(t.qr_payload, qr_payload(event_id, booking_id, &t.number));
-        }
-        assert_eq!(p.notification.data["booking_id"], booking_id.to_string());
-        assert_eq!(p.notification.data["event_id"], event_id.to_string());
         let at = Utc.with_ymd_and_hms(2030, 1, 8, 9, 0, 0).unwrap();
+        // Once without texts of the event on this thread, once with them (which carry the event id
+        // as text): the same records either way.
+        let cached = {
+            ConfirmationTexts::for_event(&Event {
+                id: event_id,
+                ..Event::sample(at)
+            });
+            prepare(
+                &crate::ports::DefaultIdGenerator,
+                event_id,
+                booking_id,
+                user_id,
+                3,
+            )
+        };
+        assert!(p.written.is_none() && cached.written.is_some());
+        for p in [&p, &cached] {
+            assert_eq!(p.tickets.len(), 3);
+            for t in &p.tickets {
+                assert_eq!(
+                    t.qr_payload,
+                    format!("evently:v1:{event_id}:{booking_id}:{}", t.number)
+                );
+            }
+            assert_eq!(p.notification.data["booking_id"], booking_id.to_string());
+            assert_eq!(p.notification.data["event_id"], event_id.to_string());
+        }
         let booking = Booking {
             id: booking_id,
             user_id,

@@ -160,6 +160,47 @@ impl Evently {
             Some(q) => q,
             None => policy.quote(&req).await,
         };
+        self.checked_total(policy, &req, quoted)
+    }
+
+    /// [`Evently::price_with`] for a policy that answers at once ([`PricingPolicy::quote_now`]) and
+    /// needs no buyer attributes: no store access, no waiting. `None` for any other policy.
+    pub(crate) fn price_now(
+        &self,
+        policy: &dyn PricingPolicy,
+        actor: &Actor,
+        event: &Event,
+        quantity: u32,
+        now: DateTime<Utc>,
+    ) -> Option<Result<Money>> {
+        if policy.needs_buyer_attributes() {
+            return None;
+        }
+        let buyer = Buyer {
+            user_id: actor.user_id,
+            role: actor.role,
+            attributes: Default::default(),
+        };
+        let req = QuoteRequest {
+            event,
+            quantity,
+            buyer: &buyer,
+            now,
+        };
+        let quoted = policy.quote_now(&req)?;
+        Some(self.checked_total(policy, &req, quoted))
+    }
+
+    /// The total of a policy's answer once checked (same currency as the event, not negative); on a
+    /// failed or invalid answer, as the configured [`PolicyFailureMode`] says: an error, or the
+    /// event's fixed price.
+    fn checked_total(
+        &self,
+        policy: &dyn PricingPolicy,
+        req: &QuoteRequest<'_>,
+        quoted: std::result::Result<crate::ports::Quote, PolicyError>,
+    ) -> Result<Money> {
+        let event = req.event;
         let answer = quoted.and_then(|q| {
             let bad = |m: String| PolicyError::InvalidOutput {
                 policy: policy.name().to_string(),
@@ -180,7 +221,7 @@ impl Evently {
             Ok(total) => Ok(total),
             Err(e) => {
                 self.policy_failed("pricing", policy.name(), &e)?;
-                Ok(FixedPrice.quote(&req).await?.total)
+                Ok(FixedPrice.quote_at_once(req)?.total)
             }
         }
     }

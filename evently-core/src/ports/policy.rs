@@ -67,6 +67,14 @@ pub trait PricingPolicy: Send + Sync {
 #[derive(Debug, Default, Clone, Copy)]
 pub struct FixedPrice;
 
+impl FixedPrice {
+    /// The quote, without a future: what [`PricingPolicy::quote`] and
+    /// [`PricingPolicy::quote_now`] answer.
+    pub fn quote_at_once(&self, req: &QuoteRequest<'_>) -> Result<Quote, PolicyError> {
+        fixed_price(self.name(), req)
+    }
+}
+
 fn fixed_price(name: &str, req: &QuoteRequest<'_>) -> Result<Quote, PolicyError> {
     let total =
         req.event

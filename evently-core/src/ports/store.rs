@@ -24,6 +24,35 @@ use crate::{BookingId, EventId, JobId, NotificationId, StoreError, UserId, Waitl
 
 type R<T> = std::result::Result<T, StoreError>;
 
+/// The engine's decision about one booking request, made while [`Transaction::book_in_step`] holds
+/// the event.
+pub trait BookingStep {
+    /// Checks the request against `event`. To book, accounts the booking's seats in `event` (its seat
+    /// counters are the only fields it changes) and returns what to store. `None`: nothing to store,
+    /// and `event` must be left as it was.
+    fn decide(&mut self, event: &mut Event) -> Option<StepWrites>;
+}
+
+/// What a [`BookingStep`] stores.
+#[derive(Debug)]
+pub struct StepWrites {
+    /// The new booking, as [`BookingRepository::insert_booking`] takes it.
+    pub booking: Booking,
+    /// For a confirmed booking: what [`Transaction::insert_confirmation`] takes.
+    pub confirmation: Option<Confirmation>,
+}
+
+/// What confirming a booking creates besides the booking (see [`Transaction::insert_confirmation`]).
+#[derive(Debug)]
+pub struct Confirmation {
+    /// Its tickets.
+    pub tickets: Vec<Ticket>,
+    /// Its confirmation notification.
+    pub notification: Box<Notification>,
+    /// The job that delivers the notification.
+    pub job: NewJob,
+}
+
 /// How an event row is read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LockMode {
@@ -252,6 +281,36 @@ pub trait Transaction:
         self.insert_notification_owned(*notification).await?;
         self.enqueue_job(&job).await?;
         Ok(())
+    }
+
+    /// Books on one event in one step, the engine's path for a single booking request: reads the
+    /// event for update, hands it to `step` (which checks the request against it and, to book,
+    /// accounts the seats in it), and stores what `step` returns: the booking, its confirmation
+    /// records when it is confirmed, and the event's new seat counters. When `step` returns `None`
+    /// nothing is written (the step keeps its own answer). Returns whether the event exists.
+    ///
+    /// The default does this with [`EventRepository::event`], [`BookingRepository::insert_booking`],
+    /// [`Transaction::insert_confirmation`] and [`EventRepository::update_event`]. A store that keeps
+    /// its state in memory can do it in place: no copy of the event, one call instead of four (the
+    /// in-memory store does; its transaction holds the store's one lock, so this is the part of a
+    /// booking no other core can run at the same time). Errors as those methods'.
+    async fn book_in_step(
+        &mut self,
+        event_id: EventId,
+        step: &mut (dyn BookingStep + Send),
+    ) -> R<bool> {
+        let Some(mut event) = self.event(event_id, LockMode::ForUpdate).await? else {
+            return Ok(false);
+        };
+        if let Some(w) = step.decide(&mut event) {
+            self.insert_booking(&w.booking).await?;
+            if let Some(c) = w.confirmation {
+                self.insert_confirmation(c.tickets, c.notification, c.job)
+                    .await?;
+            }
+            self.update_event(&event).await?;
+        }
+        Ok(true)
     }
 
     /// Makes every change durable and visible.

@@ -105,6 +105,7 @@ macro_rules! store_conformance_tests {
                 unique_idempotency_key_per_user,
                 unique_ticket_number,
                 confirmation_inserted_whole_or_not_at_all,
+                book_in_step_stores_what_the_step_decides,
                 event_into_reads_what_event_reads,
                 one_live_waitlist_entry_per_user_and_event,
                 foreign_keys_are_enforced,

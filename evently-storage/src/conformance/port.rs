@@ -165,23 +165,29 @@ pub async fn unique_ticket_number(store: Arc<dyn Store>) {
     refuse(&store, twice, Refusal::Unique, "one number twice in a call").await;
 }
 
-/// [`Transaction::insert_confirmation`](evently_core::Transaction::insert_confirmation) writes the
-/// tickets, the notification and its job together: all of them once committed, none after a rollback,
-/// and none when a ticket number is taken (reported by the call or, by a store that defers writes, at
-/// the latest by `commit`).
-pub async fn confirmation_inserted_whole_or_not_at_all(store: Arc<dyn Store>) {
-    use evently_core::{JobPayload, NewJob};
-    let (u, e) = seed(&store, 10).await;
+/// [`seed`] (10 seats), plus a committed confirmed booking with one ticket, whose number is returned.
+async fn seed_with_taken_number(store: &Arc<dyn Store>) -> (User, Event, String) {
+    let (u, e) = seed(store, 10).await;
     let taken = unique("EVT");
     let first = booking(&u, &e, BookingStatus::Confirmed);
     put(
-        &store,
+        store,
         &mut [
             Rec::Booking(first.clone()),
             Rec::Tickets(vec![ticket(&first, taken.clone())]),
         ],
     )
     .await;
+    (u, e, taken)
+}
+
+/// [`Transaction::insert_confirmation`](evently_core::Transaction::insert_confirmation) writes the
+/// tickets, the notification and its job together: all of them once committed, none after a rollback,
+/// and none when a ticket number is taken (reported by the call or, by a store that defers writes, at
+/// the latest by `commit`).
+pub async fn confirmation_inserted_whole_or_not_at_all(store: Arc<dyn Store>) {
+    use evently_core::{JobPayload, NewJob};
+    let (u, e, taken) = seed_with_taken_number(&store).await;
     for (end, number) in [
         (End::Rollback, unique("EVT")),
         (End::Drop, taken),
@@ -251,6 +257,177 @@ pub async fn confirmation_inserted_whole_or_not_at_all(store: Arc<dyn Store>) {
             store.job_queue().complete(j.id).await.expect("complete");
         }
         assert_eq!(delivers, committed, "{end:?}: delivery job ({stats:?})");
+    }
+}
+
+/// The event as stored now.
+async fn stored_event(store: &Arc<dyn Store>, id: EventId) -> Event {
+    read(store)
+        .await
+        .event(id, LockMode::None)
+        .await
+        .expect("read the event")
+        .expect("the event")
+}
+
+/// A [`BookingStep`](evently_core::ports::BookingStep) for the conformance case: records the event it
+/// was shown; when it has writes, books them (accounting their seats), else changes nothing.
+struct TestStep {
+    writes: Option<evently_core::ports::StepWrites>,
+    seen: Option<Event>,
+}
+
+impl evently_core::ports::BookingStep for TestStep {
+    fn decide(&mut self, event: &mut Event) -> Option<evently_core::ports::StepWrites> {
+        self.seen = Some(event.clone());
+        let w = self.writes.take()?;
+        match w.booking.status {
+            BookingStatus::Held => event.seats_held += w.booking.quantity,
+            _ => event.seats_confirmed += w.booking.quantity,
+        }
+        Some(w)
+    }
+}
+
+/// [`Transaction::book_in_step`](evently_core::Transaction::book_in_step) shows the step the stored
+/// event and stores what the step returns (the booking, its confirmation records, the event's new seat
+/// counters) as one write of the transaction: all of it once committed, none after a rollback or a
+/// refused ticket number; nothing when the step returns nothing; and it reports an unknown event
+/// without calling the step.
+pub async fn book_in_step_stores_what_the_step_decides(store: Arc<dyn Store>) {
+    use evently_core::ports::{Confirmation, StepWrites};
+    use evently_core::{JobPayload, NewJob};
+    let (u, e, taken) = seed_with_taken_number(&store).await;
+    let start = stored_event(&store, e.id).await;
+
+    // Unknown event: not found, the step is not called.
+    let mut step = TestStep {
+        writes: None,
+        seen: None,
+    };
+    let mut tx = begin(&store).await;
+    let found = tx
+        .book_in_step(EventId::new(), &mut step)
+        .await
+        .expect("book in step");
+    assert!(!found && step.seen.is_none(), "unknown event");
+    drop(tx);
+
+    // Nothing to write: the step saw the stored event, and nothing changes.
+    let mut tx = begin(&store).await;
+    assert!(
+        tx.book_in_step(e.id, &mut step)
+            .await
+            .expect("book in step")
+    );
+    tx.commit().await.expect("commit");
+    assert_eq!(
+        step.seen.as_ref(),
+        Some(&start),
+        "the step sees the stored event"
+    );
+
+    for (end, number, status) in [
+        (End::Rollback, unique("EVT"), BookingStatus::Confirmed),
+        (End::Drop, taken, BookingStatus::Confirmed),
+        (End::Commit, unique("EVT"), BookingStatus::Confirmed),
+        (End::Commit, unique("EVT"), BookingStatus::Held),
+    ] {
+        let before = stored_event(&store, e.id).await;
+        let b = booking(&u, &e, status);
+        let tickets = vec![ticket(&b, unique("EVT")), ticket(&b, number)];
+        let n = notification(&u, t0());
+        let confirmation = (status == BookingStatus::Confirmed).then(|| Confirmation {
+            tickets: tickets.clone(),
+            notification: Box::new(n.clone()),
+            job: NewJob::now(
+                JobPayload::DeliverNotification {
+                    notification_id: n.id,
+                },
+                t0(),
+            ),
+        });
+        let mut step = TestStep {
+            writes: Some(StepWrites {
+                booking: b.clone(),
+                confirmation,
+            }),
+            seen: None,
+        };
+        let mut tx = begin(&store).await;
+        let outcome = tx.book_in_step(e.id, &mut step).await;
+        assert_eq!(
+            step.seen.as_ref(),
+            Some(&before),
+            "{end:?}: the step sees the stored event"
+        );
+        match end {
+            End::Drop => match outcome {
+                Ok(found) => {
+                    assert!(found);
+                    assert_refused(tx.commit().await, Refusal::Unique, "a taken number");
+                }
+                refused => {
+                    assert_refused(refused, Refusal::Unique, "a taken ticket number");
+                    drop(tx);
+                }
+            },
+            End::Rollback => {
+                assert!(outcome.expect("book in step"));
+                tx.rollback().await.expect("rollback");
+            }
+            End::Commit => {
+                assert!(outcome.expect("book in step"));
+                tx.commit().await.expect("commit");
+            }
+        }
+        let committed = end == End::Commit;
+        let after = stored_event(&store, e.id).await;
+        let mut tx = read(&store).await;
+        let (held, confirmed) = match (committed, status) {
+            (false, _) => (0, 0),
+            (true, BookingStatus::Held) => (b.quantity, 0),
+            (true, _) => (0, b.quantity),
+        };
+        assert_eq!(
+            after,
+            Event {
+                seats_held: before.seats_held + held,
+                seats_confirmed: before.seats_confirmed + confirmed,
+                ..before.clone()
+            },
+            "{end:?} {status:?}: the event's counters, and nothing else"
+        );
+        assert_eq!(
+            tx.booking(b.id).await.expect("booking"),
+            committed.then_some(b.clone()),
+            "{end:?} {status:?}: booking"
+        );
+        let mut stored = tx.tickets_for_booking(b.id).await.expect("tickets");
+        stored.sort_by(|a, b| a.number.cmp(&b.number));
+        let mut want = if committed && status == BookingStatus::Confirmed {
+            tickets
+        } else {
+            Vec::new()
+        };
+        want.sort_by(|a, b| a.number.cmp(&b.number));
+        assert_eq!(stored, want, "{end:?} {status:?}: tickets");
+        assert_eq!(
+            tx.notification(n.id).await.expect("notification"),
+            (committed && status == BookingStatus::Confirmed).then_some(n.clone()),
+            "{end:?} {status:?}: notification"
+        );
+        if status == BookingStatus::Held {
+            let due = tx
+                .expired_holds(e.id, t0() + chrono::Duration::days(3650), 10)
+                .await
+                .expect("expired holds");
+            assert_eq!(
+                due.iter().any(|h| h.id == b.id),
+                committed,
+                "{end:?}: the hold is indexed"
+            );
+        }
     }
 }
 
