@@ -2,16 +2,18 @@
 //! 2, 8 and 64 concurrent tasks booking one seat each in a loop.
 //!
 //! ```text
-//! cargo bench -p evently-storage --bench booking_throughput
+//! # the figures in docs/benchmarks.md: whole-program optimisation (profile bench-lto), warm heap
+//! MIMALLOC_PURGE_DELAY=-1 cargo bench --profile bench-lto -p evently-storage --bench booking_throughput
 //! cargo bench -p evently-storage --bench booking_throughput -- --bookings 400000 --threads 2
 //! cargo bench -p evently-storage --bench booking_throughput -- --mode hold   # holds: no tickets, no notification
-//! MIMALLOC_PURGE_DELAY=-1 cargo bench -p evently-storage --bench booking_throughput   # warm heap
+//! cargo bench -p evently-storage --bench booking_throughput -- --cold        # fresh memory
 //! cargo bench -p evently-storage --bench booking_throughput -- --max-batch 1 --tasks 64 --threads 1
 //! ```
 //!
-//! Prints one line per task count: bookings, seconds, bookings/s and how many of the cores the run kept
-//! busy; every run checks that the event sold exactly what was booked. Figures go to
-//! docs/benchmarks.md.
+//! Prints one line per task count: bookings, seconds, bookings/s, how many of the cores the run kept
+//! busy, and how long a cache line took to move between the two cores just before and just after the
+//! run (see `line_transfer_ns`); every run checks that the event sold exactly what was booked.
+//! Figures go to docs/benchmarks.md.
 
 use std::sync::Arc;
 
@@ -232,6 +234,51 @@ async fn run(tasks: usize, bookings: u64, hold: bool, max_batch: u32) -> (f64, u
     (secs, booked, cores)
 }
 
+/// How long moving one cache line from one core to the other takes now, in nanoseconds: half the
+/// round trip of a value two threads hand back and forth 20,000 times. Printed before and after each
+/// run. On the 2-vCPU benchmark VM it swings between about 45 and 470 ns from one second to the
+/// next, as the host moves the virtual CPUs between nearby and distant cores; every booking of one
+/// event moves the event's lines (and the store's lock) between the cores, so this figure decides
+/// most of a run's speed.
+fn line_transfer_ns() -> f64 {
+    const ROUNDS: u64 = 20_000;
+    /// Ends the hand-off early (under valgrind, which runs one thread at a time, each hand-off
+    /// waits for a thread switch).
+    const STOP: u64 = u64::MAX;
+    let flag = Arc::new(AtomicU64::new(0));
+    let other = {
+        let flag = flag.clone();
+        std::thread::spawn(move || {
+            for i in 0..ROUNDS {
+                loop {
+                    match flag.load(Ordering::Acquire) {
+                        STOP => return,
+                        v if v == 2 * i + 1 => break,
+                        _ => std::hint::spin_loop(),
+                    }
+                }
+                flag.store(2 * i + 2, Ordering::Release);
+            }
+        })
+    };
+    let start = Instant::now();
+    let mut rounds = 0;
+    while rounds < ROUNDS {
+        flag.store(2 * rounds + 1, Ordering::Release);
+        while flag.load(Ordering::Acquire) != 2 * rounds + 2 {
+            std::hint::spin_loop();
+        }
+        rounds += 1;
+        if rounds % 256 == 0 && start.elapsed() > std::time::Duration::from_millis(50) {
+            break;
+        }
+    }
+    let ns = start.elapsed().as_nanos() as f64 / rounds as f64 / 2.0;
+    flag.store(STOP, Ordering::Release);
+    other.join().expect("ping-pong thread");
+    ns
+}
+
 /// CPU time used by the whole process so far (user and system, all threads), from /proc/self/stat
 /// in clock ticks of 10 ms: how many of the cores a run kept busy.
 fn cpu_seconds() -> f64 {
@@ -289,9 +336,12 @@ fn main() {
         a.max_batch,
     ));
     for &tasks in &a.tasks {
+        let before = line_transfer_ns();
         let (secs, booked, cores) = rt.block_on(run(tasks, a.bookings, a.hold, a.max_batch));
+        let after = line_transfer_ns();
         println!(
-            "tasks={tasks:>3}  bookings={booked}  secs={secs:.3}  bookings/s={:.0}  cores busy={cores:.2}",
+            "tasks={tasks:>3}  bookings={booked}  secs={secs:.3}  bookings/s={:.0}  cores busy={cores:.2}  \
+             line transfer ns={before:.0}/{after:.0}",
             booked as f64 / secs
         );
     }
