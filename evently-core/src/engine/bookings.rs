@@ -1239,21 +1239,7 @@ mod tests {
     #[test]
     fn prepared_records_are_used_only_for_the_booking_they_were_built_for() {
         let (event_id, booking_id, user_id) = (EventId::new(), BookingId::new(), UserId::new());
-        let p = prepare(
-            &crate::ports::DefaultIdGenerator,
-            event_id,
-            booking_id,
-            user_id,
-            3,
-        );
-        let at = Utc.with_ymd_and_hms(2030, 1, 8, 9, 0, 0).unwrap();
-        // Once without texts of the event on this thread, once with them (which carry the event id
-        // as text): the same records either way.
-        let cached = {
-            ConfirmationTexts::for_event(&Event {
-                id: event_id,
-                ..Event::sample(at)
-            });
+        let build = || {
             prepare(
                 &crate::ports::DefaultIdGenerator,
                 event_id,
@@ -1262,6 +1248,15 @@ mod tests {
                 3,
             )
         };
+        // Once without texts of the event on this thread, once with them (which carry the event id
+        // as text): the same records either way.
+        let p = build();
+        let at = Utc.with_ymd_and_hms(2030, 1, 8, 9, 0, 0).unwrap();
+        ConfirmationTexts::for_event(&Event {
+            id: event_id,
+            ..Event::sample(at)
+        });
+        let cached = build();
         assert!(p.written.is_none() && cached.written.is_some());
         for p in [&p, &cached] {
             assert_eq!(p.tickets.len(), 3);
@@ -1277,15 +1272,7 @@ mod tests {
         let booking = Booking {
             id: booking_id,
             user_id,
-            event_id,
-            quantity: 3,
-            total_price: Money::new(0, Currency::new("EUR").unwrap()),
-            status: BookingStatus::Confirmed,
-            held_until: None,
-            idempotency_key: None,
-            source: BookingSource::Direct,
-            created_at: at,
-            updated_at: at,
+            ..confirmed(event_id, 3, 0, at)
         };
         assert!(p.fits(&booking));
         assert!(!p.fits(&Booking {
