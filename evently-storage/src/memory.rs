@@ -8,8 +8,9 @@ use std::time::Duration;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use evently_core::ports::{
-    BookingRepository, BookingStep, EventRepository, JobSink, JobStats, NotificationRepository,
-    PushSubscriptionRepository, TicketRepository, UserRepository, WaitlistRepository,
+    BookingRepository, BookingStep, Confirmation, EventRepository, JobSink, JobStats,
+    NotificationRepository, PushSubscriptionRepository, StepWrites, TicketRepository,
+    UserRepository, WaitlistRepository,
 };
 use evently_core::{
     Booking, BookingId, BookingStatus, Event, EventFilter, EventId, Job, JobId, JobQueue,
@@ -363,12 +364,13 @@ impl Store for MemoryStore {
     async fn begin(&self) -> R<Box<dyn Transaction>> {
         // This thread's spare undo log, taken before the lock: the store's state stays untouched
         // by it (another core's writes to a shared spare would move its cache line on every booking).
-        let undo = SPARE_UNDO.take();
-        let guard = self.state.lock().await;
-        Ok(Box::new(MemoryTx {
-            guard: Some(guard),
-            undo,
-        }))
+        // The transaction's box too: no allocation while holding the lock.
+        let mut tx = Box::new(MemoryTx {
+            guard: None,
+            undo: SPARE_UNDO.take(),
+        });
+        tx.guard = Some(self.state.lock().await);
+        Ok(tx)
     }
 
     fn job_queue(&self) -> Arc<dyn JobQueue> {
@@ -487,32 +489,108 @@ impl MemoryTx {
         if !st.events.contains_key(&b.event_id) {
             return Err(fk("bookings_event_id_fkey"));
         }
-        let std::collections::hash_map::Entry::Vacant(slot) = st.bookings.entry(b.id) else {
+        if st.bookings.contains_key(&b.id) {
             return Err(unique("bookings_pkey"));
-        };
+        }
+        if let Some(k) = &b.idempotency_key
+            && st.bookings_by_key.contains_key(&(b.user_id, k.clone()))
+        {
+            return Err(unique("bookings_user_idempotency_key"));
+        }
+        self.store_booking(b, Vec::new());
+        Ok(())
+    }
+
+    /// Stores a checked booking (its id free, its user and event there, its idempotency key unused)
+    /// with its tickets (their numbers already recorded), and its index entries.
+    fn store_booking(&mut self, b: Booking, tickets: Vec<Ticket>) {
+        let st = self.st();
         if let Some(k) = &b.idempotency_key {
-            let k = (b.user_id, k.clone());
-            if st.bookings_by_key.contains_key(&k) {
-                return Err(unique("bookings_user_idempotency_key"));
-            }
-            st.bookings_by_key.insert(k, b.id);
+            st.bookings_by_key.insert((b.user_id, k.clone()), b.id);
         }
+        st.set_hold_index(&b, true);
         let (id, user, event) = (b.id, b.user_id, b.event_id);
-        // As `set_hold_index(b, true)`, which would borrow the whole state while `slot` does.
-        let held_until = match (b.status, b.held_until) {
-            (BookingStatus::Held, Some(t)) => Some(t),
-            _ => None,
-        };
-        slot.insert(Box::new(BookingRow {
-            booking: b,
-            tickets: Vec::new(),
-        }));
-        if let Some(t) = held_until {
-            st.holds.entry(event).or_default().insert((t, id));
-        }
+        st.bookings.insert(
+            id,
+            Box::new(BookingRow {
+                booking: b,
+                tickets,
+            }),
+        );
         st.bookings_by_user.entry(user).or_default().push(id);
         st.bookings_by_event.entry(event).or_default().push(id);
         self.undo.push(Undo::InsertBooking(id));
+    }
+
+    /// Stores what a booking step decided (see [`Transaction::book_in_step`]). The engine's shape (a
+    /// confirmed booking without idempotency key, its tickets, and a notification for its user) is
+    /// stored in one pass: every check first, the inserts after. The checks probe the big tables
+    /// (bookings, ticket numbers, notifications, jobs), each probe a likely cache miss once the
+    /// tables outgrow the cache; made one after the other with little in between, the processor
+    /// waits for them together instead of in turn, and the inserts then find the lines in its cache.
+    /// The checks, and the errors they give, are those of `put_booking` and `put_confirmation`,
+    /// which store any other shape.
+    fn put_step(&mut self, w: StepWrites) -> R<()> {
+        let StepWrites {
+            booking: b,
+            confirmation,
+        } = w;
+        let Some(c) = confirmation else {
+            return self.put_booking(b);
+        };
+        if b.idempotency_key.is_some()
+            || c.tickets.iter().any(|t| t.booking_id != b.id)
+            || c.job.dedupe_key.is_some()
+        {
+            self.put_booking(b)?;
+            return self.put_confirmation(c.tickets, c.notification, c.job);
+        }
+        let Confirmation {
+            tickets,
+            notification: n,
+            job,
+        } = c;
+        let st = self.st();
+        let booking_taken = st.bookings.contains_key(&b.id);
+        let number_taken = tickets.iter().enumerate().any(|(i, t)| {
+            st.ticket_by_number(&t.number).is_some()
+                || tickets[..i].iter().any(|o| o.number == t.number)
+        });
+        let notification_taken = st.notifications.contains_key(&n.id);
+        let job_id = st.job_ids.next(job.run_at);
+        let job_taken = st.jobs.contains_key(&job_id);
+        if !st.users.contains_key(&b.user_id) {
+            return Err(fk("bookings_user_id_fkey"));
+        }
+        if !st.events.contains_key(&b.event_id) {
+            return Err(fk("bookings_event_id_fkey"));
+        }
+        if booking_taken {
+            return Err(unique("bookings_pkey"));
+        }
+        if number_taken {
+            return Err(unique("tickets_number_key"));
+        }
+        if n.user_id != b.user_id && !st.users.contains_key(&n.user_id) {
+            return Err(fk("notifications_user_id_fkey"));
+        }
+        if notification_taken {
+            return Err(unique("notifications_pkey"));
+        }
+        if job_taken {
+            // The store makes job ids strictly increasing, so this would take a corrupt id
+            // sequence; refused rather than replacing a job.
+            return Err(unique("jobs_pkey"));
+        }
+        // Undone by `InsertBooking`, which takes the tickets' numbers with the booking.
+        for t in &tickets {
+            st.add_ticket_number(&t.number, b.id);
+        }
+        self.store_booking(b, tickets);
+        self.put_notification_checked(n);
+        let st = self.st();
+        st.jobs.insert(job_id, Box::new(job.queued(job_id)));
+        self.undo.push(Undo::InsertJob(job_id));
         Ok(())
     }
 
@@ -537,14 +615,20 @@ impl MemoryTx {
         if !st.users.contains_key(&n.user_id) {
             return Err(fk("notifications_user_id_fkey"));
         }
-        let (id, user) = (n.id, n.user_id);
-        let std::collections::hash_map::Entry::Vacant(slot) = st.notifications.entry(id) else {
+        if st.notifications.contains_key(&n.id) {
             return Err(unique("notifications_pkey"));
-        };
-        slot.insert(n);
+        }
+        self.put_notification_checked(n);
+        Ok(())
+    }
+
+    /// Stores a checked notification (its id free, its user there).
+    fn put_notification_checked(&mut self, n: Box<Notification>) {
+        let st = self.st();
+        let (id, user) = (n.id, n.user_id);
+        st.notifications.insert(id, n);
         st.notifications_by_user.entry(user).or_default().push(id);
         self.undo.push(Undo::InsertNotification { id, user });
-        Ok(())
     }
 }
 
@@ -590,10 +674,7 @@ impl Transaction for MemoryTx {
             });
         }
         self.undo.push(Undo::UpdateEventScalars(before));
-        self.put_booking(w.booking)?;
-        if let Some(c) = w.confirmation {
-            self.put_confirmation(c.tickets, c.notification, c.job)?;
-        }
+        self.put_step(w)?;
         Ok(true)
     }
 
