@@ -327,14 +327,29 @@ pub async fn book_in_step_stores_what_the_step_decides(store: Arc<dyn Store>) {
         "the step sees the stored event"
     );
 
-    for (end, number, status) in [
-        (End::Rollback, unique("EVT"), BookingStatus::Confirmed),
-        (End::Drop, taken, BookingStatus::Confirmed),
-        (End::Commit, unique("EVT"), BookingStatus::Confirmed),
-        (End::Commit, unique("EVT"), BookingStatus::Held),
+    // With an idempotency key too: the engine books in a step only without one, but the port takes
+    // any booking (the memory store stores such a booking the general way).
+    for (end, number, status, key) in [
+        (End::Rollback, unique("EVT"), BookingStatus::Confirmed, None),
+        (End::Drop, taken, BookingStatus::Confirmed, None),
+        (End::Commit, unique("EVT"), BookingStatus::Confirmed, None),
+        (End::Commit, unique("EVT"), BookingStatus::Held, None),
+        (
+            End::Rollback,
+            unique("EVT"),
+            BookingStatus::Confirmed,
+            Some(unique("key")),
+        ),
+        (
+            End::Commit,
+            unique("EVT"),
+            BookingStatus::Confirmed,
+            Some(unique("key")),
+        ),
     ] {
         let before = stored_event(&store, e.id).await;
-        let b = booking(&u, &e, status);
+        let mut b = booking(&u, &e, status);
+        b.idempotency_key = key.clone();
         let tickets = vec![ticket(&b, unique("EVT")), ticket(&b, number)];
         let n = notification(&u, t0());
         let confirmation = (status == BookingStatus::Confirmed).then(|| Confirmation {
@@ -417,6 +432,15 @@ pub async fn book_in_step_stores_what_the_step_decides(store: Arc<dyn Store>) {
             (committed && status == BookingStatus::Confirmed).then_some(n.clone()),
             "{end:?} {status:?}: notification"
         );
+        if let Some(key) = &key {
+            assert_eq!(
+                tx.booking_by_idempotency_key(u.id, key)
+                    .await
+                    .expect("booking by key"),
+                committed.then_some(b.clone()),
+                "{end:?} {status:?}: booking by its key"
+            );
+        }
         if status == BookingStatus::Held {
             let due = tx
                 .expired_holds(e.id, t0() + chrono::Duration::days(3650), 10)
