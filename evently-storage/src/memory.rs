@@ -492,22 +492,25 @@ impl MemoryTx {
         if st.bookings.contains_key(&b.id) {
             return Err(unique("bookings_pkey"));
         }
-        if let Some(k) = &b.idempotency_key
-            && st.bookings_by_key.contains_key(&(b.user_id, k.clone()))
+        let key = b.idempotency_key.as_ref().map(|k| (b.user_id, k.clone()));
+        if key
+            .as_ref()
+            .is_some_and(|k| st.bookings_by_key.contains_key(k))
         {
             return Err(unique("bookings_user_idempotency_key"));
+        }
+        if let Some(k) = key {
+            st.bookings_by_key.insert(k, b.id);
         }
         self.store_booking(b, Vec::new());
         Ok(())
     }
 
-    /// Stores a checked booking (its id free, its user and event there, its idempotency key unused)
-    /// with its tickets (their numbers already recorded), and its index entries.
+    /// Stores a checked booking (its id free, its user and event there, its idempotency key, if
+    /// any, already indexed) with its tickets (their numbers already recorded), and its other index
+    /// entries. The undo entry takes all of them back.
     fn store_booking(&mut self, b: Booking, tickets: Vec<Ticket>) {
         let st = self.st();
-        if let Some(k) = &b.idempotency_key {
-            st.bookings_by_key.insert((b.user_id, k.clone()), b.id);
-        }
         st.set_hold_index(&b, true);
         let (id, user, event) = (b.id, b.user_id, b.event_id);
         st.bookings.insert(
