@@ -109,6 +109,16 @@ fn fk(c: &str) -> StoreError {
     }
 }
 
+/// The events table's check: seats held plus confirmed within the capacity.
+fn seats_within_capacity(event: &Event) -> R<()> {
+    if u64::from(event.seats_held) + u64::from(event.seats_confirmed) > u64::from(event.capacity) {
+        return Err(StoreError::CheckViolation {
+            constraint: "events_seats_within_capacity".into(),
+        });
+    }
+    Ok(())
+}
+
 fn missing(what: &str) -> StoreError {
     StoreError::Backend {
         message: format!("{what} does not exist"),
@@ -129,6 +139,13 @@ impl State {
             .get(&self.number_hasher.hash_one(number))
             .and_then(find)
             .or_else(|| self.ticket_numbers_extra.get(number).and_then(find))
+    }
+
+    /// Whether the number of `tickets[i]` is stored already, or taken by an earlier ticket of
+    /// `tickets` (the tickets_number_key constraint).
+    fn number_taken(&self, tickets: &[Ticket], i: usize) -> bool {
+        let number = &tickets[i].number;
+        self.ticket_by_number(number).is_some() || tickets[..i].iter().any(|o| &o.number == number)
     }
 
     fn add_ticket_number(&mut self, number: &str, booking: BookingId) {
@@ -429,9 +446,7 @@ impl MemoryTx {
             if !st.bookings.contains_key(&t.booking_id) {
                 return Err(fk("tickets_booking_id_fkey"));
             }
-            if st.ticket_by_number(&t.number).is_some()
-                || tickets[..i].iter().any(|o| o.number == t.number)
-            {
+            if st.number_taken(&tickets, i) {
                 return Err(unique("tickets_number_key"));
             }
         }
@@ -555,10 +570,7 @@ impl MemoryTx {
         } = c;
         let st = self.st();
         let booking_taken = st.bookings.contains_key(&b.id);
-        let number_taken = tickets.iter().enumerate().any(|(i, t)| {
-            st.ticket_by_number(&t.number).is_some()
-                || tickets[..i].iter().any(|o| o.number == t.number)
-        });
+        let number_taken = (0..tickets.len()).any(|i| st.number_taken(&tickets, i));
         let notification_taken = st.notifications.contains_key(&n.id);
         let job_id = st.job_ids.next(job.run_at);
         let job_taken = st.jobs.contains_key(&job_id);
@@ -668,13 +680,9 @@ impl Transaction for MemoryTx {
             before.restore(event);
             return Ok(true);
         };
-        if u64::from(event.seats_held) + u64::from(event.seats_confirmed)
-            > u64::from(event.capacity)
-        {
+        if let Err(e) = seats_within_capacity(event) {
             before.restore(event);
-            return Err(StoreError::CheckViolation {
-                constraint: "events_seats_within_capacity".into(),
-            });
+            return Err(e);
         }
         self.undo.push(Undo::UpdateEventScalars(before));
         self.put_step(w)?;
@@ -787,13 +795,7 @@ impl EventRepository for MemoryTx {
     }
 
     async fn update_event(&mut self, event: &Event) -> R<()> {
-        if u64::from(event.seats_held) + u64::from(event.seats_confirmed)
-            > u64::from(event.capacity)
-        {
-            return Err(StoreError::CheckViolation {
-                constraint: "events_seats_within_capacity".into(),
-            });
-        }
+        seats_within_capacity(event)?;
         let st = self.st();
         let Some(slot) = st.events.get_mut(&event.id) else {
             return Err(missing("event"));

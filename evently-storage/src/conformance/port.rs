@@ -237,27 +237,38 @@ pub async fn confirmation_inserted_whole_or_not_at_all(store: Arc<dyn Store>) {
             "{end:?}: notification"
         );
         drop(tx);
-        let stats = store.job_queue().stats().await.expect("job stats");
-        let claimed = store
-            .job_queue()
-            .claim(
-                100,
-                t0() + chrono::Duration::days(3650),
-                std::time::Duration::from_secs(60),
-            )
-            .await
-            .expect("claim");
-        let delivers = claimed.iter().any(|j| {
-            j.payload
-                == JobPayload::DeliverNotification {
-                    notification_id: n.id,
-                }
-        });
-        for j in &claimed {
-            store.job_queue().complete(j.id).await.expect("complete");
-        }
+        let (delivers, stats) = delivery_queued(&store, n.id).await;
         assert_eq!(delivers, committed, "{end:?}: delivery job ({stats:?})");
     }
+}
+
+/// Whether a job delivering notification `id` is queued; claims and completes every due job (so
+/// the next call sees only jobs queued after this one), and returns the queue's figures from before.
+async fn delivery_queued(
+    store: &Arc<dyn Store>,
+    id: evently_core::NotificationId,
+) -> (bool, evently_core::ports::JobStats) {
+    use evently_core::JobPayload;
+    let stats = store.job_queue().stats().await.expect("job stats");
+    let claimed = store
+        .job_queue()
+        .claim(
+            100,
+            t0() + chrono::Duration::days(3650),
+            std::time::Duration::from_secs(60),
+        )
+        .await
+        .expect("claim");
+    let delivers = claimed.iter().any(|j| {
+        j.payload
+            == JobPayload::DeliverNotification {
+                notification_id: id,
+            }
+    });
+    for j in &claimed {
+        store.job_queue().complete(j.id).await.expect("complete");
+    }
+    (delivers, stats)
 }
 
 /// The event as stored now.
@@ -452,6 +463,13 @@ pub async fn book_in_step_stores_what_the_step_decides(store: Arc<dyn Store>) {
                 "{end:?}: the hold is indexed"
             );
         }
+        drop(tx);
+        let (delivers, stats) = delivery_queued(&store, n.id).await;
+        assert_eq!(
+            delivers,
+            committed && status == BookingStatus::Confirmed,
+            "{end:?} {status:?}: delivery job ({stats:?})"
+        );
     }
 }
 
