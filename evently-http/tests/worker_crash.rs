@@ -140,13 +140,17 @@ where
     }
 }
 
-fn stop_gracefully(mut child: Child) {
-    let pid = child.id().to_string();
+/// Sends `signal` (`TERM`, `STOP`, `CONT`) to the worker.
+fn signal(child: &Child, signal: &str) {
     let sent = Command::new("kill")
-        .args(["-TERM", &pid])
+        .args([format!("-{signal}"), child.id().to_string()])
         .status()
-        .expect("kill -TERM");
-    assert!(sent.success(), "could not signal the worker");
+        .unwrap_or_else(|e| panic!("kill -{signal}: {e}"));
+    assert!(sent.success(), "could not send SIG{signal} to the worker");
+}
+
+fn stop_gracefully(mut child: Child) {
+    signal(&child, "TERM");
     let status = child.wait().expect("wait for the worker");
     assert!(
         status.success(),
@@ -177,15 +181,22 @@ async fn crash_and_recover(
 
     // The first worker: killed with SIGKILL once it has sent some mail and holds claimed jobs.
     let mut first = start_worker(db.url(), &mail, extra);
-    wait_until(
-        "the first worker to be mid-way with jobs in flight",
-        Duration::from_secs(120),
-        || async {
-            let running = work_queue.stats().await.map(|s| s.running).unwrap_or(0);
-            eml_files(&mail).len() >= KILL_AFTER && running > 0
-        },
-    )
-    .await;
+    let running = || async { work_queue.stats().await.map(|s| s.running).unwrap_or(0) };
+    loop {
+        wait_until(
+            "the first worker to be mid-way with jobs in flight",
+            Duration::from_secs(120),
+            || async { eml_files(&mail).len() >= KILL_AFTER && running().await > 0 },
+        )
+        .await;
+        // Stopped, the worker cannot finish its jobs between this look and the kill (it did once,
+        // between the look above and an unannounced kill). No job in flight: let it go on, look again.
+        signal(&first, "STOP");
+        if running().await > 0 {
+            break;
+        }
+        signal(&first, "CONT");
+    }
     first.kill().expect("SIGKILL the first worker");
     let status = first.wait().expect("reap the first worker");
     assert!(!status.success(), "the first worker was killed: {status}");
