@@ -6,9 +6,15 @@
 //! wakes and runs the next batch. A batch that hits a store error is rolled back and its requests run
 //! one by one, so one bad request never decides another's outcome.
 //!
-//! Leadership is handed on in a `Drop` guard: a leader whose future is dropped mid-batch (a client that
-//! went away) still passes the queue on; the requests of its unfinished batch see their reply channel
-//! close and run on their own.
+//! Cancellation: any of these futures may be dropped at any await point (a client that went away, a
+//! timeout), and the queue must still move on.
+//! - Leadership is handed on in a `Drop` guard ([`Leadership`]): a leader whose future is dropped
+//!   mid-batch still passes the queue on; the requests of its unfinished batch see their reply channel
+//!   close and run on their own.
+//! - A waiting request is dropped with a guard on its reply channel ([`Waiting`]). If leadership was
+//!   handed to it but its task never woke to take it, the guard passes leadership on to the next
+//!   waiter; without it the event would stay "led" by nobody and every later request for it would
+//!   wait forever.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
@@ -66,6 +72,23 @@ impl Combiner {
     fn with<T>(&self, f: impl FnOnce(&mut HashMap<EventId, Slot>) -> T) -> T {
         f(&mut self.slots.lock().unwrap_or_else(|e| e.into_inner()))
     }
+
+    /// Passes leadership of `event`'s queue to the oldest waiter whose task is still there (it keeps
+    /// its own handle on its request and leads with it), skipping those that went away; with nobody
+    /// left, the event is no longer led.
+    fn hand_on(&self, event: EventId) {
+        self.with(|slots| {
+            let Some(slot) = slots.get_mut(&event) else {
+                return;
+            };
+            while let Some(w) = slot.queue.pop_front() {
+                if w.reply.send(Reply::Lead).is_ok() {
+                    return;
+                }
+            }
+            slots.remove(&event);
+        });
+    }
 }
 
 /// Passes leadership of an event's queue on when dropped.
@@ -76,19 +99,26 @@ struct Leadership<'a> {
 
 impl Drop for Leadership<'_> {
     fn drop(&mut self) {
-        self.combiner.with(|slots| {
-            let Some(slot) = slots.get_mut(&self.event) else {
-                return;
-            };
-            // Wake the oldest waiter whose task is still there (it keeps its own handle on its
-            // request and leads with it); skip those that went away.
-            while let Some(w) = slot.queue.pop_front() {
-                if w.reply.send(Reply::Lead).is_ok() {
-                    return;
-                }
-            }
-            slots.remove(&self.event);
-        });
+        self.combiner.hand_on(self.event);
+    }
+}
+
+/// A queued request's reply channel. Dropped unanswered (the request's future was dropped while it
+/// waited), it closes the channel; a `Lead` that arrived before the close was never taken, so it is
+/// passed on as the leader itself would have.
+struct Waiting<'a> {
+    combiner: &'a Combiner,
+    event: EventId,
+    rx: oneshot::Receiver<Reply>,
+}
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        // After `close` no sender can deliver; whatever was delivered before is still readable.
+        self.rx.close();
+        if let Ok(Some(Reply::Lead)) = self.rx.try_recv() {
+            self.combiner.hand_on(self.event);
+        }
     }
 }
 
@@ -114,7 +144,12 @@ impl Evently {
                 }
             });
             if !lead {
-                match rx.await {
+                let mut waiting = Waiting {
+                    combiner,
+                    event,
+                    rx,
+                };
+                match (&mut waiting.rx).await {
                     Ok(Reply::Done(result)) => return result,
                     // Our turn: leadership was handed to us (the slot stays `leading`).
                     Ok(Reply::Lead) => {}
