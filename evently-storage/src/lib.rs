@@ -18,6 +18,8 @@ pub mod conformance;
 #[cfg(any(feature = "redis", feature = "postgres"))]
 mod group_commit;
 pub mod memory;
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+mod pool_guard;
 #[cfg(feature = "postgres")]
 pub mod postgres;
 #[cfg(feature = "redis")]

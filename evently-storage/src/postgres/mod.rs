@@ -17,9 +17,13 @@
 //!   of twice that, so a stuck client cannot hold an event's lock for long; and the client gives up on
 //!   any round trip a second after the statement timeout, closing that connection.
 //! - **Rollback on drop.** A transaction dropped without commit queues a `ROLLBACK`, which the pool
-//!   sends before the connection is reused. Connections in an unknown state are closed. A pooled
-//!   connection the server closed while it was idle is found by its `BEGIN` and replaced there, so
-//!   a transaction is not failed for it.
+//!   sends before the connection is reused. Connections in an unknown state are closed: one whose
+//!   `BEGIN` was not acknowledged (its caller went away, or it failed), one whose statement did not
+//!   answer in time. A pooled connection the server closed while it was idle is found by its
+//!   `BEGIN` and replaced there, so a transaction is not failed for it.
+//! - **No connection is reused inside a transaction.** As a last line of defence, every connection
+//!   handed back to the pool is checked; one still inside a transaction, or in an aborted one, is
+//!   closed, counted ([`PostgresStore::connections_discarded`]) and logged once.
 //! - **Errors** are classified in one place (`error.rs`): constraint violations carry the schema's
 //!   constraint names; serialization failures, deadlocks and connections lost before `COMMIT` are
 //!   [`StoreError::Transient`] (the engine retries the whole transaction with bounded backoff); a lost
@@ -51,8 +55,9 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use evently_core::{JobQueue, Store, StoreError, Transaction};
+use sqlx::Row;
 use sqlx::migrate::Migrator;
-use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
+use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions};
 
 pub use self::config::{PostgresConfig, PostgresConfigError, env};
 use self::error::{Phase, classify, classify_migrate, timed_out};
@@ -87,6 +92,8 @@ pub struct PostgresStore {
     defer_writes: bool,
     /// Concurrent job completions, sent as one statement.
     completions: Arc<crate::group_commit::Batcher<uuid::Uuid>>,
+    /// Connections the pool closed because they came back inside a transaction.
+    discards: Arc<crate::pool_guard::Discards>,
     /// A test database dropped with the last clone of the store (declared last: dropped after the pool).
     #[cfg(feature = "testing")]
     test_database: Option<Arc<testing::TestDatabase>>,
@@ -127,6 +134,7 @@ impl PostgresStore {
             ("statement_timeout", statement_ms.to_string()),
             ("idle_in_transaction_session_timeout", idle_ms.to_string()),
         ]);
+        let discards = Arc::new(crate::pool_guard::Discards::new("postgres"));
         let pool = PgPoolOptions::new()
             .max_connections(config.max_connections)
             .min_connections(config.min_connections)
@@ -135,12 +143,17 @@ impl PostgresStore {
             // transiently, and the engine retries on another; pinging before every use would cost a
             // round trip per transaction.
             .test_before_acquire(false)
+            .after_release({
+                let discards = discards.clone();
+                move |conn, _meta| Box::pin(clean_after_release(conn, discards.clone()))
+            })
             .connect_lazy_with(options);
         let store = PostgresStore {
             pool,
             deadline: config.statement_timeout + CLIENT_MARGIN,
             defer_writes: config.defer_writes,
             completions: Arc::new(crate::group_commit::Batcher::new()),
+            discards,
             #[cfg(feature = "testing")]
             test_database: None,
         };
@@ -164,9 +177,19 @@ impl PostgresStore {
         Ok(())
     }
 
-    /// The connection pool, for queries of your own against the same database.
+    /// The connection pool, for queries of your own against the same database. End every
+    /// transaction you open on it: a connection handed back inside one is closed, not reused, and
+    /// counted in [`PostgresStore::connections_discarded`].
     pub fn pool(&self) -> &PgPool {
         &self.pool
+    }
+
+    /// How many connections this store's pool has closed because they came back inside a
+    /// transaction or in an aborted one (also the metric `evently_pool_connections_discarded_total`,
+    /// and a warning in the log the first time). The store's own code never hands one back so: a
+    /// count above zero means a bug, or a transaction left open on [`PostgresStore::pool`].
+    pub fn connections_discarded(&self) -> u64 {
+        self.discards.count()
     }
 
     /// Closes every connection, waiting for transactions in progress to end. Later calls fail with
@@ -203,6 +226,41 @@ impl PostgresStore {
                 }
                 Err(e) => return Err(e),
             }
+        }
+    }
+}
+
+/// Run when a connection goes back to the pool, after its user is done with it: a connection still
+/// inside a transaction, or in an aborted one, is closed rather than reused (see `pool_guard.rs`).
+/// A `ROLLBACK` that a dropped transaction queued is sent first.
+///
+/// One simple-protocol statement tells the state: outside a transaction block each statement runs in
+/// a transaction of its own, which PostgreSQL starts at the statement's own start time, so
+/// `transaction_timestamp()` equals `statement_timestamp()`; inside a block the transaction began
+/// with an earlier statement (at least the round trip of its answer earlier). In an aborted block the
+/// statement itself fails. It costs one round trip per release, in the background task that hands
+/// the connection back (docs/benchmarks.md has the figures).
+async fn clean_after_release(
+    conn: &mut PgConnection,
+    discards: Arc<crate::pool_guard::Discards>,
+) -> Result<bool, sqlx::Error> {
+    use sqlx::Executor;
+    let row = conn
+        .fetch_one("SELECT transaction_timestamp() = statement_timestamp()")
+        .await;
+    match row {
+        Ok(row) => match row.try_get::<bool, _>(0) {
+            Ok(true) => Ok(true),
+            Ok(false) => {
+                discards.record("inside a transaction");
+                Ok(false)
+            }
+            Err(e) => Err(e),
+        },
+        Err(e) if self::error::is_connection_loss(&e) => Err(e),
+        Err(_) => {
+            discards.record("in an aborted transaction");
+            Ok(false)
         }
     }
 }

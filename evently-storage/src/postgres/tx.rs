@@ -134,6 +134,21 @@ impl Drop for PgTx {
     }
 }
 
+/// Marks a pooled connection to be closed rather than pooled when it is dropped, unless the guard is
+/// settled first (the connection is then known to be in a clean state).
+struct CloseUnlessSettled<'a> {
+    conn: &'a mut PoolConnection<Postgres>,
+    settled: bool,
+}
+
+impl Drop for CloseUnlessSettled<'_> {
+    fn drop(&mut self) {
+        if !self.settled {
+            self.conn.close_on_drop();
+        }
+    }
+}
+
 impl PgTx {
     /// Starts a transaction on `conn`.
     pub(crate) async fn begin(
@@ -142,25 +157,32 @@ impl PgTx {
         deadline: Duration,
         defer: bool,
     ) -> R<PgTx> {
+        // Until the server has acknowledged the `BEGIN`, a drop of this future (the caller went away)
+        // must not return the connection to the pool: the `BEGIN` may already be on the wire, and
+        // sqlx queues no `ROLLBACK` for a transaction it has not counted yet, so the next user of the
+        // connection would run inside this transaction (a read-only one refuses its writes; an
+        // aborted one refuses everything). The guard closes the connection instead.
+        let mut guard = CloseUnlessSettled {
+            conn: &mut conn,
+            settled: false,
+        };
         let begun = tokio::time::timeout(
             deadline,
-            PgTransactionManager::begin(&mut conn, Some(access.begin_sql().into())),
+            PgTransactionManager::begin(&mut *guard.conn, Some(access.begin_sql().into())),
         )
         .await;
         match begun {
             Ok(Ok(())) => {}
             Ok(Err(e)) => {
-                if is_connection_loss(&e) {
-                    conn.close_on_drop();
-                }
-                // A connection that died while idle in the pool: retrying takes another one.
+                // Whatever made `BEGIN` fail (a dead connection, or one left inside a transaction or
+                // in an aborted one), the connection is not reused: the guard closes it. Retrying
+                // takes another one.
                 return Err(classify(e, Phase::Statement));
             }
-            Err(_) => {
-                conn.close_on_drop();
-                return Err(timed_out("BEGIN", Phase::Statement));
-            }
+            Err(_) => return Err(timed_out("BEGIN", Phase::Statement)),
         }
+        guard.settled = true;
+        drop(guard);
         tracing::trace!(
             backend = "postgres",
             access = access.as_str(),
