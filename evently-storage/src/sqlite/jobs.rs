@@ -88,11 +88,13 @@ impl JobQueue for SqliteStore {
         }
         let until = evently_core::ports::lease_end(now, lease);
         // One writer transaction: the selection and the update cannot interleave with another claim.
-        let mut tx = self
-            .writer
-            .begin_with("BEGIN IMMEDIATE")
-            .await
-            .map_err(classify)?;
+        let mut tx = super::tx::begin(
+            &self.writer,
+            Some("BEGIN IMMEDIATE"),
+            super::tx::Access::Write,
+        )
+        .await
+        .map_err(classify)?;
         let sql = format!(
             "UPDATE jobs SET status = 'running', attempts = attempts + 1, locked_until = ?1 \
              WHERE id IN (SELECT id FROM jobs \
@@ -106,7 +108,7 @@ impl JobQueue for SqliteStore {
             .bind(micros(until))
             .bind(micros(now))
             .bind(i64::from(limit))
-            .fetch_all(&mut *tx)
+            .fetch_all(tx.raw())
             .await
             .map_err(classify)?;
         let mut jobs = Vec::with_capacity(rows.len());
@@ -123,13 +125,13 @@ impl JobQueue for SqliteStore {
                     )
                     .bind(e.to_string())
                     .bind(id)
-                    .execute(&mut *tx)
+                    .execute(tx.raw())
                     .await
                     .map_err(classify)?;
                 }
             }
         }
-        tx.commit().await.map_err(classify)?;
+        tx.end(true).await?;
         // RETURNING gives no order; hand jobs out in claim order.
         jobs.sort_by(|a, b| (b.priority, a.run_at, a.id).cmp(&(a.priority, b.run_at, b.id)));
         tracing::debug!(backend = "sqlite", claimed = jobs.len(), "claim jobs");

@@ -15,7 +15,9 @@
 //!   A memory database (`sqlite::memory:`, `?mode=memory`) cannot be shared that way, so there
 //!   reads use the writer connection too; prefer [`SqliteStore::open_in_memory`](crate::sqlite::SqliteStore::open_in_memory) for a throwaway store.
 //! - **Rollback on drop.** A transaction dropped without commit is rolled back before its connection
-//!   is reused; a connection that is somehow still inside a transaction when it is released is closed.
+//!   is reused, also one whose `BEGIN` was cut short (its caller went away). A connection that is
+//!   somehow still inside a transaction when it is released is closed and counted
+//!   ([`SqliteStore::connections_discarded`](crate::sqlite::SqliteStore::connections_discarded)).
 //! - **Schema.** Migrations in `migrations/sqlite` are embedded and applied at open. Identifiers are
 //!   hyphenated UUID text, timestamps INTEGER microseconds since the Unix epoch (so values round-trip
 //!   at microsecond precision), money an INTEGER of minor units plus a currency code.
@@ -28,9 +30,7 @@ mod error;
 mod jobs;
 mod tx;
 
-use std::future::Future;
 use std::path::PathBuf;
-use std::pin::Pin;
 use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -46,7 +46,7 @@ use sqlx::sqlite::{
 };
 
 use self::error::{classify, classify_migrate};
-use self::tx::{Access, SqliteTx};
+use self::tx::Access;
 
 type R<T> = Result<T, StoreError>;
 
@@ -124,6 +124,8 @@ impl Drop for EphemeralFile {
 pub struct SqliteStore {
     writer: SqlitePool,
     readers: SqlitePool,
+    /// Connections the pools closed because they came back inside a transaction.
+    discards: Arc<crate::pool_guard::Discards>,
     // Declared last: removed after the pools are dropped.
     _ephemeral: Option<Arc<EphemeralFile>>,
 }
@@ -140,21 +142,27 @@ impl std::fmt::Debug for SqliteStore {
 
 /// Run when a connection goes back to its pool. sqlx has already queued the `ROLLBACK` of a dropped
 /// transaction; the ping waits for it. A connection still inside a transaction after that (the
-/// rollback failed) is closed rather than reused.
-fn release_check(
+/// rollback failed, or a cancelled `BEGIN` that sqlx counted but nobody holds) is closed rather than
+/// reused, and counted (see `pool_guard.rs`).
+async fn release_check(
     conn: &mut SqliteConnection,
-    _meta: PoolConnectionMetadata,
-) -> Pin<Box<dyn Future<Output = Result<bool, sqlx::Error>> + Send + '_>> {
-    Box::pin(async move {
-        conn.ping().await?;
-        let clean = !conn.is_in_transaction();
-        if !clean {
-            tracing::warn!(
-                backend = "sqlite",
-                "connection released inside a transaction; closing it"
-            );
-        }
-        Ok(clean)
+    discards: Arc<crate::pool_guard::Discards>,
+) -> Result<bool, sqlx::Error> {
+    conn.ping().await?;
+    let clean = !conn.is_in_transaction();
+    if !clean {
+        discards.record("inside a transaction");
+    }
+    Ok(clean)
+}
+
+fn checked_on_release(
+    options: SqlitePoolOptions,
+    discards: &Arc<crate::pool_guard::Discards>,
+) -> SqlitePoolOptions {
+    let discards = discards.clone();
+    options.after_release(move |conn, _meta: PoolConnectionMetadata| {
+        Box::pin(release_check(conn, discards.clone()))
     })
 }
 
@@ -221,13 +229,14 @@ impl SqliteStore {
             });
         }
         let options = options.foreign_keys(true).busy_timeout(config.busy_timeout);
+        let discards = Arc::new(crate::pool_guard::Discards::new("sqlite"));
         let writer = SqlitePoolOptions::new()
             .max_connections(1)
             .min_connections(1)
             .idle_timeout(None)
             .max_lifetime(None)
-            .test_before_acquire(false)
-            .after_release(release_check)
+            .test_before_acquire(false);
+        let writer = checked_on_release(writer, &discards)
             .connect_with(
                 options
                     .clone()
@@ -245,10 +254,10 @@ impl SqliteStore {
         let readers = if memory {
             writer.clone()
         } else {
-            SqlitePoolOptions::new()
+            let readers = SqlitePoolOptions::new()
                 .max_connections(config.max_readers)
-                .test_before_acquire(false)
-                .after_release(release_check)
+                .test_before_acquire(false);
+            checked_on_release(readers, &discards)
                 .connect_with(options.create_if_missing(false).pragma("query_only", "ON"))
                 .await
                 .map_err(classify)?
@@ -256,6 +265,7 @@ impl SqliteStore {
         let store = SqliteStore {
             writer,
             readers,
+            discards,
             _ephemeral: ephemeral,
         };
         tracing::info!(backend = "sqlite", file = ?store.writer.connect_options().get_filename(), readers = config.max_readers, "SQLite store open");
@@ -265,6 +275,14 @@ impl SqliteStore {
     /// Applies the embedded migrations that have not run yet.
     pub async fn migrate(&self) -> R<()> {
         migrate(&self.writer).await
+    }
+
+    /// How many connections this store's pools have closed because they came back inside a
+    /// transaction (also the metric `evently_pool_connections_discarded_total`, and a warning in the
+    /// log the first time). The store's own code hands one back so only when SQLite could not roll a
+    /// failed transaction back (after an I/O error or a full disk): any other count is a bug.
+    pub fn connections_discarded(&self) -> u64 {
+        self.discards.count()
     }
 
     /// Closes every connection, waiting for transactions in progress to end. Later calls fail with
@@ -278,17 +296,17 @@ impl SqliteStore {
 #[async_trait]
 impl Store for SqliteStore {
     async fn begin(&self) -> R<Box<dyn Transaction>> {
-        let tx = self
-            .writer
-            .begin_with("BEGIN IMMEDIATE")
+        let tx = tx::begin(&self.writer, Some("BEGIN IMMEDIATE"), Access::Write)
             .await
             .map_err(classify)?;
-        Ok(Box::new(SqliteTx::new(tx, Access::Write)))
+        Ok(Box::new(tx))
     }
 
     async fn begin_read(&self) -> R<Box<dyn Transaction>> {
-        let tx = self.readers.begin().await.map_err(classify)?;
-        Ok(Box::new(SqliteTx::new(tx, Access::Read)))
+        let tx = tx::begin(&self.readers, None, Access::Read)
+            .await
+            .map_err(classify)?;
+        Ok(Box::new(tx))
     }
 
     fn job_queue(&self) -> Arc<dyn JobQueue> {

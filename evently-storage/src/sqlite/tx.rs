@@ -14,9 +14,12 @@ use evently_core::{
     NotificationId, PushSubscription, StoreError, Ticket, Transaction, User, UserId, WaitlistEntry,
     WaitlistEntryId, WaitlistStatus,
 };
+use sqlx::pool::PoolConnection;
 use sqlx::query::Query;
-use sqlx::sqlite::{SqliteArguments, SqliteConnection, SqliteRow};
-use sqlx::{Connection, QueryBuilder, Row, Sqlite};
+use sqlx::sqlite::{
+    SqliteArguments, SqliteConnection, SqlitePool, SqliteRow, SqliteTransactionManager,
+};
+use sqlx::{Connection, QueryBuilder, Row, Sqlite, TransactionManager};
 
 use super::codec::{self, id_text, int_u64, json_map, micros, opt_micros, source_columns};
 use super::error::{classify, is_statement_level};
@@ -52,28 +55,81 @@ struct Aborted {
     message: String,
 }
 
-/// One SQLite transaction. Dropping it without [`Transaction::commit`] rolls it back (sqlx queues a
-/// `ROLLBACK` on the connection before it goes back to its pool).
+/// One SQLite transaction on a pooled connection. Dropping it without [`Transaction::commit`] rolls
+/// it back: a `ROLLBACK` is queued on the connection, which runs before the connection is reused.
 pub(crate) struct SqliteTx {
-    tx: sqlx::Transaction<'static, Sqlite>,
+    conn: PoolConnection<Sqlite>,
+    /// Not yet committed or rolled back by [`SqliteTx::end`].
+    open: bool,
     access: Access,
     started: Instant,
     aborted: Option<Aborted>,
 }
 
-impl SqliteTx {
-    pub(crate) fn new(tx: sqlx::Transaction<'static, Sqlite>, access: Access) -> Self {
-        tracing::trace!(
-            backend = "sqlite",
-            access = access.as_str(),
-            "transaction started"
-        );
-        Self {
-            tx,
-            access,
-            started: Instant::now(),
-            aborted: None,
+impl Drop for SqliteTx {
+    fn drop(&mut self) {
+        if self.open {
+            // Also when a COMMIT or ROLLBACK was under way: sqlx's connection worker then ignores
+            // this one, as it does for its own transactions.
+            SqliteTransactionManager::start_rollback(&mut self.conn);
         }
+    }
+}
+
+/// Starts a transaction on a connection of `pool`: with `statement`, or sqlx's plain `BEGIN` when
+/// it is `None`.
+///
+/// sqlx-sqlite checks a custom `BEGIN` after running it; a drop of this future during that check
+/// (its caller went away) would leave the connection inside a transaction nobody holds. Until the
+/// `BEGIN` is known to have taken effect, a guard queues a `ROLLBACK` when dropped; the connection's
+/// worker runs commands in order, so it follows the `BEGIN`, and does nothing if no transaction
+/// began. (Closing the connection instead would lose a memory database, whose only connection it is.)
+pub(crate) async fn begin(
+    pool: &SqlitePool,
+    statement: Option<&'static str>,
+    access: Access,
+) -> Result<SqliteTx, sqlx::Error> {
+    let mut conn = pool.acquire().await?;
+    let mut guard = RollBackUnlessSettled {
+        conn: &mut conn,
+        settled: false,
+    };
+    SqliteTransactionManager::begin(&mut *guard.conn, statement.map(Into::into)).await?;
+    guard.settled = true;
+    drop(guard);
+    tracing::trace!(
+        backend = "sqlite",
+        access = access.as_str(),
+        "transaction started"
+    );
+    Ok(SqliteTx {
+        conn,
+        open: true,
+        access,
+        started: Instant::now(),
+        aborted: None,
+    })
+}
+
+/// Queues a `ROLLBACK` on a connection when dropped, unless settled first.
+struct RollBackUnlessSettled<'a> {
+    conn: &'a mut PoolConnection<Sqlite>,
+    settled: bool,
+}
+
+impl Drop for RollBackUnlessSettled<'_> {
+    fn drop(&mut self) {
+        if !self.settled {
+            SqliteTransactionManager::start_rollback(self.conn);
+        }
+    }
+}
+
+impl SqliteTx {
+    /// The connection, for statements of the store's own outside the repositories (the job queue's
+    /// claim).
+    pub(crate) fn raw(&mut self) -> &mut SqliteConnection {
+        &mut self.conn
     }
 
     /// The connection, unless an earlier failure aborted the transaction. After such a failure SQLite
@@ -87,7 +143,7 @@ impl SqliteTx {
                 StoreError::Backend { message }
             });
         }
-        Ok(&mut self.tx)
+        Ok(&mut self.conn)
     }
 
     /// Classifies `err`; anything worse than a failed statement aborts the transaction.
@@ -157,19 +213,16 @@ impl SqliteTx {
         err
     }
 
-    async fn end(self, commit: bool) -> R<()> {
-        let SqliteTx {
-            tx,
-            access,
-            started,
-            aborted,
-        } = self;
-        let elapsed_us = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
-        if let Some(a) = aborted {
+    pub(crate) async fn end(mut self, commit: bool) -> R<()> {
+        let elapsed_us = u64::try_from(self.started.elapsed().as_micros()).unwrap_or(u64::MAX);
+        if let Some(a) = self.aborted.take() {
             // Whatever SQLite still holds is discarded; a failed ROLLBACK (nothing left to roll back)
             // makes the pool close the connection instead of reusing it.
-            if let Err(e) = tx.rollback().await {
-                tracing::debug!(backend = "sqlite", error = %e, "rollback after abort failed");
+            match SqliteTransactionManager::rollback(&mut self.conn).await {
+                Ok(()) => self.open = false,
+                Err(e) => {
+                    tracing::debug!(backend = "sqlite", error = %e, "rollback after abort failed");
+                }
             }
             if commit {
                 let message = format!("transaction aborted by an earlier error: {}", a.message);
@@ -182,13 +235,16 @@ impl SqliteTx {
             return Ok(());
         }
         let result = if commit {
-            tx.commit().await
+            SqliteTransactionManager::commit(&mut self.conn).await
         } else {
-            tx.rollback().await
+            SqliteTransactionManager::rollback(&mut self.conn).await
         };
+        if result.is_ok() {
+            self.open = false;
+        }
         tracing::debug!(
             backend = "sqlite",
-            access = access.as_str(),
+            access = self.access.as_str(),
             commit,
             ok = result.is_ok(),
             elapsed_us,
