@@ -292,6 +292,43 @@ async fn gcra_budget_is_shared_across_limiters() {
     assert_eq!(allowed, 50);
 }
 
+/// An `acquire` dropped after Redis granted the lease but before its answer was read (its caller
+/// went away) must not leave the lock held by an owner nobody has, until the lease runs out.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lock_grant_nobody_received_is_released() {
+    let conn = connection().await;
+    let locks = DistributedLock::new(conn.clone());
+    let other = DistributedLock::new(RedisConnection::new(conn.config().clone()).unwrap());
+    let key = format!("{}lock:{{orphan}}", conn.config().key_prefix);
+    let url = redis_url();
+    let exists = || {
+        let out = std::process::Command::new("redis-cli")
+            .args(["-u", &url, "EXISTS", &key])
+            .output()
+            .expect("redis-cli");
+        String::from_utf8_lossy(&out.stdout).trim() == "1"
+    };
+    let mut acquiring = Box::pin(locks.acquire("orphan", Duration::from_secs(600)));
+    // Poll until Redis has granted the lease, without reading the answer.
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while !exists() {
+        assert!(futures::poll!(acquiring.as_mut()).is_pending());
+        assert!(
+            std::time::Instant::now() < deadline,
+            "ACQUIRE never reached Redis"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    drop(acquiring);
+    // The grant is released in the background: the lock is free long before its 10-minute lease.
+    let guard = other
+        .acquire_within("orphan", Duration::from_secs(5), Duration::from_secs(3))
+        .await
+        .expect("the orphaned grant was released");
+    guard.release().await.unwrap();
+    forget(&conn);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn lock_is_exclusive_and_fencing_tokens_grow() {
     let conn = connection().await;

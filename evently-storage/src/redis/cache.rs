@@ -304,6 +304,13 @@ impl Cache {
     }
 
     async fn invalidate(&self, ids: Vec<EventId>) {
+        self.send(Unsent { cache: self, ids }).await;
+    }
+
+    /// Sends `unsent`'s invalidations. Until Redis has taken them, the guard keeps them: a caller
+    /// that goes away meanwhile (its future dropped) leaves them pending, as a failure does.
+    async fn send(&self, mut unsent: Unsent<'_>) {
+        let ids = &unsent.ids;
         if ids.is_empty() {
             return;
         }
@@ -315,7 +322,7 @@ impl Cache {
                 .max(60_000)
         };
         let mut invocation = INVALIDATE.prepare_invoke();
-        for id in &ids {
+        for id in ids {
             let k = self.keys(*id);
             invocation
                 .key(k.event)
@@ -327,6 +334,7 @@ impl Cache {
             .redis
             .run(|mut c| async move { invocation.invoke_async::<i64>(&mut c).await })
             .await;
+        let ids = std::mem::take(&mut unsent.ids);
         let mut pending = self.pending();
         match done {
             Ok(_) => {
@@ -555,6 +563,22 @@ impl JobSink for CachedTx {
     }
 }
 
+/// Invalidations not yet taken by Redis; dropped with some left (the future that was sending them
+/// was dropped), it records them as pending, so they are sent before this process trusts the cache
+/// again.
+struct Unsent<'a> {
+    cache: &'a Cache,
+    ids: Vec<EventId>,
+}
+
+impl Drop for Unsent<'_> {
+    fn drop(&mut self) {
+        if !self.ids.is_empty() {
+            self.cache.pending().extend(self.ids.drain(..));
+        }
+    }
+}
+
 #[async_trait]
 impl Transaction for CachedTx {
     async fn commit(self: Box<Self>) -> R<()> {
@@ -563,9 +587,14 @@ impl Transaction for CachedTx {
             cache,
             touched,
         } = *self;
+        // Held from before COMMIT: a commit whose caller goes away may still have happened.
+        let unsent = Unsent {
+            cache: &cache,
+            ids: touched.into_iter().collect(),
+        };
         let committed = inner.commit().await;
         // Also after a failed commit: a lost answer to COMMIT may hide a commit that happened.
-        cache.invalidate(touched.into_iter().collect()).await;
+        cache.send(unsent).await;
         committed
     }
 

@@ -99,6 +99,14 @@ impl DistributedLock {
         let counter = self.redis.key(&format!("lock:{{{name}}}:token"));
         let owner = uuid::Uuid::new_v4().to_string();
         let (k, o) = (key.clone(), owner.clone());
+        // Until the answer is in, the lease may have been granted to an owner nobody will ever
+        // release as (the caller went away, or the answer was lost): the guard then releases it.
+        let mut unanswered = Unanswered {
+            redis: &self.redis,
+            key: &key,
+            owner: &owner,
+            answered: false,
+        };
         let token: Option<u64> = self
             .redis
             .run(|mut c| async move {
@@ -111,6 +119,8 @@ impl DistributedLock {
                     .await
             })
             .await?;
+        unanswered.answered = true;
+        drop(unanswered);
         match token {
             Some(t) => Ok(LockGuard {
                 redis: self.redis.clone(),
@@ -144,6 +154,46 @@ impl DistributedLock {
                 other => return other,
             }
         }
+    }
+}
+
+/// An `ACQUIRE` whose answer has not been taken. Dropped so (its future dropped, or Redis failed
+/// after it may have run the script), it releases the lease in the background if this owner holds
+/// it; `RELEASE` leaves a lease of any other owner alone.
+struct Unanswered<'a> {
+    redis: &'a RedisConnection,
+    key: &'a str,
+    owner: &'a str,
+    answered: bool,
+}
+
+impl Drop for Unanswered<'_> {
+    fn drop(&mut self) {
+        if self.answered {
+            return;
+        }
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        let (redis, key, owner) = (
+            self.redis.clone(),
+            self.key.to_string(),
+            self.owner.to_string(),
+        );
+        runtime.spawn(async move {
+            let released = redis
+                .run(|mut c| async move {
+                    RELEASE
+                        .key(key)
+                        .arg(owner)
+                        .invoke_async::<i64>(&mut c)
+                        .await
+                })
+                .await;
+            if let Err(e) = released {
+                tracing::debug!(error = %e, "releasing an unanswered lock grant failed; it ends with its lease");
+            }
+        });
     }
 }
 
