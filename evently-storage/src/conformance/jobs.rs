@@ -250,6 +250,38 @@ pub async fn queue_dedupe_key_blocks_until_done(q: Arc<dyn JobQueue>) {
     );
 }
 
+/// Enqueues made at once (a queue may send them to its server together): each gets its own job, but
+/// of those sharing one dedupe key exactly one gets in.
+pub async fn queue_concurrent_enqueues_keep_one_per_dedupe_key(q: Arc<dyn JobQueue>) {
+    let key = unique("together");
+    let calls = (0..32).map(|i| {
+        let q = q.clone();
+        let job = if i % 2 == 0 {
+            keyed_job(&key)
+        } else {
+            job(at(0), 0)
+        };
+        tokio::spawn(async move { (i % 2 == 0, q.enqueue(&job).await.expect("enqueue")) })
+    });
+    let mut keyed = Vec::new();
+    let mut plain = HashSet::new();
+    for call in calls {
+        match call.await.expect("enqueue task") {
+            (true, id) => keyed.extend(id),
+            (false, id) => assert!(plain.insert(id.expect("a job without a key gets in"))),
+        }
+    }
+    assert_eq!(keyed.len(), 1, "one job per dedupe key: {keyed:?}");
+    assert_eq!(plain.len(), 16);
+    let all: HashSet<JobId> = plain.iter().copied().chain(keyed.iter().copied()).collect();
+    assert_eq!(claim(&q, 100, at(0)).await, all);
+}
+
+/// [`queue_concurrent_enqueues_keep_one_per_dedupe_key`] on a store's own queue.
+pub async fn job_concurrent_enqueues_keep_one_per_dedupe_key(store: Arc<dyn Store>) {
+    queue_concurrent_enqueues_keep_one_per_dedupe_key(store.job_queue()).await;
+}
+
 /// A job as another queue hands it over: an id of its own, one attempt made, an error recorded.
 fn handed_over(job: &evently_core::NewJob) -> Job {
     Job {

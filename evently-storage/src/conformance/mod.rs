@@ -123,6 +123,7 @@ macro_rules! store_conformance_tests {
                 // Job queue.
                 job_enqueued_in_a_transaction_exists_only_if_committed,
                 job_dedupe_key_blocks_until_done,
+                job_concurrent_enqueues_keep_one_per_dedupe_key,
                 job_claim_order_and_limit,
                 job_lease_lapses,
                 job_fail_retries_or_buries,
@@ -196,6 +197,7 @@ macro_rules! job_queue_conformance_tests {
                 queue_lease_lapses,
                 queue_fail_retries_or_buries,
                 queue_dedupe_key_blocks_until_done,
+                queue_concurrent_enqueues_keep_one_per_dedupe_key,
                 queue_accept_is_idempotent,
             );
         }

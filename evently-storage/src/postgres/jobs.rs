@@ -46,7 +46,79 @@ fn missing_job() -> StoreError {
     }
 }
 
+/// A job to insert, as [`PostgresStore::enqueue_batch`] takes it.
+#[derive(Clone)]
+pub(crate) struct Enqueued {
+    id: uuid::Uuid,
+    kind: &'static str,
+    payload: serde_json::Value,
+    priority: i16,
+    run_at: DateTime<Utc>,
+    max_attempts: i64,
+    dedupe_key: Option<String>,
+}
+
 impl PostgresStore {
+    /// Inserts new queued jobs in one statement; per job, 1 if it is in the queue, 0 if a live job
+    /// with its dedupe key kept it out (also one earlier in the same batch).
+    ///
+    /// Safe to repeat: a repeat after an attempt whose answer was lost but which committed meets
+    /// `jobs_pkey`, and then the jobs that exist are the ones that were inserted.
+    async fn enqueue_batch(&self, items: Vec<Enqueued>) -> R<Vec<i64>> {
+        let ids: Vec<uuid::Uuid> = items.iter().map(|j| j.id).collect();
+        let kinds: Vec<&str> = items.iter().map(|j| j.kind).collect();
+        let payloads: Vec<Json<&serde_json::Value>> =
+            items.iter().map(|j| Json(&j.payload)).collect();
+        let priorities: Vec<i16> = items.iter().map(|j| j.priority).collect();
+        let run_ats: Vec<DateTime<Utc>> = items.iter().map(|j| j.run_at).collect();
+        let max_attempts: Vec<i64> = items.iter().map(|j| j.max_attempts).collect();
+        let dedupe_keys: Vec<Option<&str>> =
+            items.iter().map(|j| j.dedupe_key.as_deref()).collect();
+        // WITH ORDINALITY keeps the callers' order, so of two jobs with one dedupe key the first wins.
+        let inserted = self
+            .autocommit("enqueue jobs", || {
+                sqlx::query_scalar::<_, uuid::Uuid>(
+                    "INSERT INTO jobs (id, kind, payload, priority, status, run_at, attempts, \
+                     max_attempts, dedupe_key, last_error, locked_until, created_at) \
+                     SELECT id, kind, payload, priority, 'queued', run_at, 0, max_attempts, \
+                            dedupe_key, NULL, NULL, run_at \
+                     FROM unnest($1::uuid[], $2::text[], $3::jsonb[], $4::smallint[], \
+                                 $5::timestamptz[], $6::bigint[], $7::text[]) WITH ORDINALITY \
+                          AS j(id, kind, payload, priority, run_at, max_attempts, dedupe_key, n) \
+                     ORDER BY n \
+                     ON CONFLICT (dedupe_key) WHERE status IN ('queued', 'running') DO NOTHING \
+                     RETURNING id",
+                )
+                .bind(&ids)
+                .bind(&kinds)
+                .bind(&payloads)
+                .bind(&priorities)
+                .bind(&run_ats)
+                .bind(&max_attempts)
+                .bind(&dedupe_keys)
+                .fetch_all(&self.pool)
+            })
+            .await;
+        let present = match inserted {
+            Ok(rows) => rows,
+            // A repeat of a batch that committed: every job of it that got in is there by its id.
+            Err(StoreError::UniqueViolation { constraint }) if constraint == "jobs_pkey" => {
+                self.autocommit("find enqueued jobs", || {
+                    sqlx::query_scalar::<_, uuid::Uuid>("SELECT id FROM jobs WHERE id = ANY($1)")
+                        .bind(&ids)
+                        .fetch_all(&self.pool)
+                })
+                .await?
+            }
+            Err(e) => return Err(e),
+        };
+        let present: std::collections::HashSet<uuid::Uuid> = present.into_iter().collect();
+        Ok(ids
+            .iter()
+            .map(|id| i64::from(present.contains(id)))
+            .collect())
+    }
+
     /// Marks the jobs done in one statement; per id, 1 if it exists, else 0.
     async fn complete_batch(&self, ids: Vec<uuid::Uuid>) -> R<Vec<i64>> {
         let rows = self
@@ -122,19 +194,25 @@ impl JobQueue for PostgresStore {
     }
 
     async fn enqueue(&self, job: &NewJob) -> R<Option<JobId>> {
-        let id = JobId::new();
-        let payload = json_payload(&job.payload)?;
-        let done = self
-            .autocommit("enqueue", || {
-                insert_job(job, id, &payload).execute(&self.pool)
-            })
-            .await;
-        let enqueued = match done {
-            Ok(done) => done.rows_affected() > 0,
-            // A retry after an attempt whose answer was lost but which did commit: the job is there.
-            Err(StoreError::UniqueViolation { constraint }) if constraint == "jobs_pkey" => true,
-            Err(e) => return Err(e),
+        let item = Enqueued {
+            id: JobId::new().0,
+            kind: job.payload.kind(),
+            payload: json_payload(&job.payload)?,
+            priority: job.priority,
+            run_at: job.run_at,
+            max_attempts: i64::from(job.max_attempts),
+            dedupe_key: job.dedupe_key.clone(),
         };
+        let id = JobId(item.id);
+        // Concurrent enqueues of this process share one INSERT (see `enqueue_batch`).
+        let send = |items: Vec<Enqueued>| self.enqueue_batch(items);
+        let inserted = match self.enqueues.submit(item.clone(), send).await {
+            Some(r) => r?,
+            // The leader was cancelled before answering: insert this one alone. A job the leader's
+            // statement did insert is found by its id, so it is not inserted twice.
+            None => self.enqueue_batch(vec![item]).await?[0],
+        };
+        let enqueued = inserted != 0;
         tracing::debug!(backend = "postgres", job_id = %id, kind = job.payload.kind(), enqueued, "enqueue job");
         Ok(enqueued.then_some(id))
     }

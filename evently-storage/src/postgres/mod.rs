@@ -92,6 +92,8 @@ pub struct PostgresStore {
     defer_writes: bool,
     /// Concurrent job completions, sent as one statement.
     completions: Arc<crate::group_commit::Batcher<uuid::Uuid>>,
+    /// Concurrent enqueues, sent as one statement.
+    enqueues: Arc<crate::group_commit::Batcher<jobs::Enqueued>>,
     /// Connections the pool closed because they came back inside a transaction.
     discards: Arc<crate::pool_guard::Discards>,
     /// A test database dropped with the last clone of the store (declared last: dropped after the pool).
@@ -153,6 +155,7 @@ impl PostgresStore {
             deadline: config.statement_timeout + CLIENT_MARGIN,
             defer_writes: config.defer_writes,
             completions: Arc::new(crate::group_commit::Batcher::new()),
+            enqueues: Arc::new(crate::group_commit::Batcher::new()),
             discards,
             #[cfg(feature = "testing")]
             test_database: None,
