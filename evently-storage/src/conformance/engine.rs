@@ -14,6 +14,40 @@ use evently_core::{
 
 use super::fixtures::{money, read, t0, unique};
 
+/// Asserts, in one read snapshot of `store`, that each event's seat counters equal the seats of its
+/// held and confirmed bookings and stay within its capacity: the check to make after anything that
+/// may have cut an operation short (a crash, a dropped future, a killed connection).
+pub async fn assert_counters_match_bookings(store: &dyn Store, events: &[evently_core::EventId]) {
+    let mut tx = store.begin_read().await.expect("begin a read transaction");
+    for &id in events {
+        let event = tx
+            .event(id, evently_core::LockMode::None)
+            .await
+            .expect("read the event")
+            .expect("the event exists");
+        let bookings = tx
+            .bookings_for_event(id)
+            .await
+            .expect("the event's bookings");
+        let seats = |status: BookingStatus| -> u32 {
+            bookings
+                .iter()
+                .filter(|b| b.status == status)
+                .map(|b| b.quantity)
+                .sum()
+        };
+        assert_eq!(
+            (event.seats_held, event.seats_confirmed),
+            (seats(BookingStatus::Held), seats(BookingStatus::Confirmed)),
+            "event {id}: seat counters (held, confirmed) out of step with its bookings"
+        );
+        assert!(
+            event.seats_held + event.seats_confirmed <= event.capacity,
+            "event {id}: more seats taken than its capacity"
+        );
+    }
+}
+
 /// An engine on the store under test, stopped at `t0`, with an administrator.
 struct Harness {
     engine: Evently,
