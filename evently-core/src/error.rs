@@ -164,7 +164,10 @@ impl Error {
 
 /// What a store adapter reports. Adapters classify backend errors into these kinds
 /// (as sqlx's `DatabaseError::kind()` does), so the engine never parses driver messages.
-#[derive(Debug, thiserror::Error)]
+///
+/// `Clone`, so that one failure can be reported to every caller it concerns (the requests of a
+/// batch, the calls grouped into one statement, the later calls of an aborted transaction).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum StoreError {
     /// A unique constraint was violated.

@@ -98,7 +98,7 @@ impl<T> Batcher<T> {
                 }
                 Err(e) => {
                     for tx in answers {
-                        let _ = tx.send(Err(copy_error(&e)));
+                        let _ = tx.send(Err(e.clone()));
                     }
                 }
             }
@@ -108,15 +108,3 @@ impl<T> Batcher<T> {
 
 /// At most this many calls go in one call to the server.
 pub(crate) const BATCH: usize = 256;
-
-/// The same error for another caller (`StoreError` is not `Clone`).
-pub(crate) fn copy_error(e: &StoreError) -> StoreError {
-    match e {
-        StoreError::Unavailable { message } => StoreError::Unavailable {
-            message: message.clone(),
-        },
-        other => StoreError::Backend {
-            message: other.to_string(),
-        },
-    }
-}

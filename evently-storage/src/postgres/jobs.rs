@@ -13,32 +13,13 @@ use sqlx::types::Json;
 use super::PostgresStore;
 use super::codec::{self, clamp_far_future, json_payload};
 use super::error::{Phase, classify, timed_out};
-use super::tx::{Q, row_id};
+use super::tx::row_id;
 
 type R<T> = Result<T, StoreError>;
 
 /// Attempts of a single-statement queue operation that fails transiently (a pooled connection the
 /// server closed, a deadlock); every operation here is safe to repeat.
 const ATTEMPTS: u32 = 3;
-
-/// The insert of a new queued job with identifier `id` and the JSON of its payload. It inserts nothing
-/// (zero rows affected) when a queued or running job already has the same dedupe key.
-pub(crate) fn insert_job<'q>(job: &'q NewJob, id: JobId, payload: &'q serde_json::Value) -> Q<'q> {
-    sqlx::query(
-        "INSERT INTO jobs (id, kind, payload, priority, status, run_at, attempts, max_attempts, \
-         dedupe_key, last_error, locked_until, created_at) \
-         VALUES ($1, $2, $3, $4, 'queued', $5, 0, $6, $7, NULL, NULL, $5) \
-         ON CONFLICT (dedupe_key) WHERE status IN ('queued', 'running') DO NOTHING",
-    )
-    .bind(id.0)
-    .bind(job.payload.kind())
-    .bind(Json(payload))
-    .bind(job.priority)
-    // Like the in-memory queue, a job counts as created when it is first due.
-    .bind(job.run_at)
-    .bind(i64::from(job.max_attempts))
-    .bind(job.dedupe_key.as_deref())
-}
 
 fn missing_job() -> StoreError {
     StoreError::Backend {

@@ -17,13 +17,13 @@ use evently_core::{
 use sqlx::pool::PoolConnection;
 use sqlx::postgres::{PgArguments, PgRow, PgTransactionManager};
 use sqlx::query::Query;
+use sqlx::types::Json;
 use sqlx::{Postgres, QueryBuilder, Row, TransactionManager};
 use uuid::Uuid;
 
 use super::batch::{MAX_PENDING_ROWS, WriteBatch};
 use super::codec::{self, bigint_u64, json_map, json_payload};
 use super::error::{Phase, classify, corrupt, is_connection_loss, timed_out};
-use super::jobs::insert_job;
 
 type R<T> = Result<T, StoreError>;
 pub(crate) type Q<'q> = Query<'q, Postgres, PgArguments>;
@@ -61,38 +61,18 @@ impl Access {
 struct Aborted(StoreError);
 
 impl Aborted {
-    /// The error for the call that failed: the same kind and message.
+    /// The error for the call that failed.
     fn again_first(&self) -> StoreError {
-        match &self.0 {
-            StoreError::Transient { message } => StoreError::Transient {
-                message: message.clone(),
-            },
-            StoreError::Unavailable { message } => StoreError::Unavailable {
-                message: message.clone(),
-            },
-            StoreError::Corrupt { message } => StoreError::Corrupt {
-                message: message.clone(),
-            },
-            StoreError::Backend { message } => StoreError::Backend {
-                message: message.clone(),
-            },
-            _ => self.again(),
-        }
+        self.0.clone()
     }
 
     /// The error for a later call.
     fn again(&self) -> StoreError {
         let earlier = |m: &str| format!("transaction aborted by an earlier error: {m}");
         match &self.0 {
-            StoreError::UniqueViolation { constraint } => StoreError::UniqueViolation {
-                constraint: constraint.clone(),
-            },
-            StoreError::ForeignKeyViolation { constraint } => StoreError::ForeignKeyViolation {
-                constraint: constraint.clone(),
-            },
-            StoreError::CheckViolation { constraint } => StoreError::CheckViolation {
-                constraint: constraint.clone(),
-            },
+            e @ (StoreError::UniqueViolation { .. }
+            | StoreError::ForeignKeyViolation { .. }
+            | StoreError::CheckViolation { .. }) => e.clone(),
             StoreError::Transient { message } => StoreError::Transient {
                 message: earlier(message),
             },
@@ -834,4 +814,23 @@ impl JobSink for PgTx {
 pub(crate) fn row_id(row: &PgRow) -> R<Uuid> {
     row.try_get::<Uuid, _>("id")
         .map_err(|e| corrupt(format!("row without a readable id: {e}")))
+}
+
+/// The insert of a new queued job with identifier `id` and the JSON of its payload. It inserts nothing
+/// (zero rows affected) when a queued or running job already has the same dedupe key.
+fn insert_job<'q>(job: &'q NewJob, id: JobId, payload: &'q serde_json::Value) -> Q<'q> {
+    sqlx::query(
+        "INSERT INTO jobs (id, kind, payload, priority, status, run_at, attempts, max_attempts, \
+         dedupe_key, last_error, locked_until, created_at) \
+         VALUES ($1, $2, $3, $4, 'queued', $5, 0, $6, $7, NULL, NULL, $5) \
+         ON CONFLICT (dedupe_key) WHERE status IN ('queued', 'running') DO NOTHING",
+    )
+    .bind(id.0)
+    .bind(job.payload.kind())
+    .bind(Json(payload))
+    .bind(job.priority)
+    // Like the in-memory queue, a job counts as created when it is first due.
+    .bind(job.run_at)
+    .bind(i64::from(job.max_attempts))
+    .bind(job.dedupe_key.as_deref())
 }

@@ -11,29 +11,9 @@ use sqlx::Row;
 use super::SqliteStore;
 use super::codec::{self, id_text, json_payload, micros};
 use super::error::classify;
-use super::tx::Q;
+use super::tx::insert_job;
 
 type R<T> = Result<T, StoreError>;
-
-/// The insert of a new queued job with identifier `id`. It inserts nothing (zero rows affected) when a
-/// queued or running job already has the same dedupe key.
-pub(crate) fn insert_job(job: &NewJob, id: JobId) -> R<Q<'static>> {
-    Ok(sqlx::query(
-        "INSERT INTO jobs (id, kind, payload, priority, status, run_at, attempts, max_attempts, \
-         dedupe_key, last_error, locked_until, created_at) \
-         VALUES (?, ?, ?, ?, 'queued', ?, 0, ?, ?, NULL, NULL, ?) \
-         ON CONFLICT (dedupe_key) WHERE status IN ('queued', 'running') DO NOTHING",
-    )
-    .bind(id_text(id.0))
-    .bind(job.payload.kind())
-    .bind(json_payload(&job.payload)?)
-    .bind(i64::from(job.priority))
-    .bind(micros(job.run_at))
-    .bind(i64::from(job.max_attempts))
-    .bind(job.dedupe_key.clone())
-    // Like the in-memory queue, a job counts as created when it is first due.
-    .bind(micros(job.run_at)))
-}
 
 fn missing_job() -> StoreError {
     StoreError::Backend {

@@ -21,9 +21,10 @@ use sqlx::sqlite::{
 };
 use sqlx::{Connection, QueryBuilder, Row, Sqlite, TransactionManager};
 
-use super::codec::{self, id_text, int_u64, json_map, micros, opt_micros, source_columns};
+use super::codec::{
+    self, id_text, int_u64, json_map, json_payload, micros, opt_micros, source_columns,
+};
 use super::error::{classify, is_statement_level};
-use super::jobs::insert_job;
 
 type R<T> = Result<T, StoreError>;
 pub(crate) type Q<'q> = Query<'q, Sqlite, SqliteArguments<'q>>;
@@ -857,4 +858,24 @@ impl JobSink for SqliteTx {
         let inserted = self.exec(insert_job(job, id)?).await?;
         Ok((inserted > 0).then_some(id))
     }
+}
+
+/// The insert of a new queued job with identifier `id`. It inserts nothing (zero rows affected) when a
+/// queued or running job already has the same dedupe key.
+pub(crate) fn insert_job(job: &NewJob, id: JobId) -> R<Q<'static>> {
+    Ok(sqlx::query(
+        "INSERT INTO jobs (id, kind, payload, priority, status, run_at, attempts, max_attempts, \
+         dedupe_key, last_error, locked_until, created_at) \
+         VALUES (?, ?, ?, ?, 'queued', ?, 0, ?, ?, NULL, NULL, ?) \
+         ON CONFLICT (dedupe_key) WHERE status IN ('queued', 'running') DO NOTHING",
+    )
+    .bind(id_text(id.0))
+    .bind(job.payload.kind())
+    .bind(json_payload(&job.payload)?)
+    .bind(i64::from(job.priority))
+    .bind(micros(job.run_at))
+    .bind(i64::from(job.max_attempts))
+    .bind(job.dedupe_key.clone())
+    // Like the in-memory queue, a job counts as created when it is first due.
+    .bind(micros(job.run_at)))
 }
