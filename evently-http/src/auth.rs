@@ -24,7 +24,6 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::Semaphore;
 
 use crate::AppState;
-use crate::config::ConfigError;
 use crate::error::ApiError;
 
 /// Shortest accepted HS256 secret, in bytes (the size of the SHA-256 output).
@@ -68,13 +67,41 @@ impl PasswordParams {
         }
     }
 
-    fn to_argon2(self) -> Result<Params, ConfigError> {
+    fn to_argon2(self) -> Result<Params, AuthSettingsError> {
         Params::new(self.memory_kib, self.iterations, self.parallelism, None).map_err(|e| {
-            ConfigError::InvalidPasswordParams {
+            AuthSettingsError::PasswordParams {
                 reason: e.to_string(),
             }
         })
     }
+}
+
+/// Settings that [`AuthSettings`] refuses.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum AuthSettingsError {
+    /// The token signing secret is too short to be safe.
+    #[error("the token signing secret is {len} bytes long; it must be at least {min} bytes")]
+    SecretTooShort {
+        /// Its length in bytes.
+        len: usize,
+        /// The minimum, [`MIN_SECRET_LEN`].
+        min: usize,
+    },
+    /// The token lifetime is not within 1 s and [`MAX_TOKEN_TTL`].
+    #[error("a token lifetime of {secs} s is not within 1 to {max} seconds")]
+    TokenTtl {
+        /// The lifetime asked for, in whole seconds.
+        secs: u64,
+        /// The longest allowed.
+        max: u64,
+    },
+    /// argon2 does not accept the password-hash parameters.
+    #[error("invalid password hashing parameters: {reason}")]
+    PasswordParams {
+        /// What argon2 said.
+        reason: String,
+    },
 }
 
 /// How the server authenticates: the token signing secret, the token lifetime and the password-hash cost.
@@ -98,19 +125,18 @@ impl fmt::Debug for AuthSettings {
 impl AuthSettings {
     /// Settings signing tokens with `secret` (at least [`MIN_SECRET_LEN`] bytes) that live `token_ttl`
     /// (1 s to [`MAX_TOKEN_TTL`]), hashing passwords with the default [`PasswordParams`].
-    pub fn new(secret: impl Into<Vec<u8>>, token_ttl: Duration) -> Result<Self, ConfigError> {
+    pub fn new(secret: impl Into<Vec<u8>>, token_ttl: Duration) -> Result<Self, AuthSettingsError> {
         let secret = secret.into();
         if secret.len() < MIN_SECRET_LEN {
-            return Err(ConfigError::JwtSecretTooShort {
+            return Err(AuthSettingsError::SecretTooShort {
                 len: secret.len(),
                 min: MIN_SECRET_LEN,
             });
         }
         if token_ttl < Duration::from_secs(1) || token_ttl > MAX_TOKEN_TTL {
-            return Err(ConfigError::InvalidValue {
-                var: "EVENTLY_JWT_TTL_SECS",
-                value: token_ttl.as_secs().to_string(),
-                reason: format!("must be 1 to {} seconds", MAX_TOKEN_TTL.as_secs()),
+            return Err(AuthSettingsError::TokenTtl {
+                secs: token_ttl.as_secs(),
+                max: MAX_TOKEN_TTL.as_secs(),
             });
         }
         Ok(Self {
@@ -121,7 +147,7 @@ impl AuthSettings {
     }
 
     /// Sets the password-hash cost (validated).
-    pub fn password_params(mut self, params: PasswordParams) -> Result<Self, ConfigError> {
+    pub fn password_params(mut self, params: PasswordParams) -> Result<Self, AuthSettingsError> {
         params.to_argon2()?;
         self.password = params;
         Ok(self)
@@ -376,7 +402,7 @@ mod tests {
     fn short_secrets_and_silly_ttls_are_refused() {
         assert!(matches!(
             AuthSettings::new(vec![1u8; 31], Duration::from_secs(60)),
-            Err(ConfigError::JwtSecretTooShort { len: 31, min: 32 })
+            Err(AuthSettingsError::SecretTooShort { len: 31, min: 32 })
         ));
         assert!(AuthSettings::new(vec![1u8; 32], Duration::ZERO).is_err());
         assert!(AuthSettings::new(vec![1u8; 32], MAX_TOKEN_TTL + Duration::from_secs(1)).is_err());

@@ -16,7 +16,7 @@ use std::fmt;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use crate::auth::{AuthSettings, MIN_SECRET_LEN, PASSWORD_CHARS};
+use crate::auth::{AuthSettings, AuthSettingsError, MIN_SECRET_LEN, PASSWORD_CHARS};
 
 /// Listen address variable.
 pub const ENV_BIND: &str = "EVENTLY_BIND";
@@ -89,6 +89,24 @@ pub enum ConfigError {
         /// What argon2 said.
         reason: String,
     },
+}
+
+impl From<AuthSettingsError> for ConfigError {
+    fn from(e: AuthSettingsError) -> Self {
+        match e {
+            AuthSettingsError::SecretTooShort { len, min } => {
+                ConfigError::JwtSecretTooShort { len, min }
+            }
+            AuthSettingsError::TokenTtl { secs, max } => ConfigError::InvalidValue {
+                var: ENV_JWT_TTL_SECS,
+                value: secs.to_string(),
+                reason: format!("must be 1 to {max} seconds"),
+            },
+            AuthSettingsError::PasswordParams { reason } => {
+                ConfigError::InvalidPasswordParams { reason }
+            }
+        }
+    }
 }
 
 /// The bootstrap admin account.
@@ -315,7 +333,7 @@ impl Config {
 
     /// The authentication settings: this secret and token lifetime, default password-hash cost.
     pub fn auth_settings(&self) -> Result<AuthSettings, ConfigError> {
-        AuthSettings::new(self.jwt_secret.clone(), self.jwt_ttl)
+        Ok(AuthSettings::new(self.jwt_secret.clone(), self.jwt_ttl)?)
     }
 }
 

@@ -91,7 +91,7 @@ use axum::extract::DefaultBodyLimit;
 use evently_core::{Actor, Error as CoreError, Evently, NewUser, Role, User};
 use tower_http::trace::TraceLayer;
 
-pub use auth::{AuthSettings, AuthUser, PasswordParams};
+pub use auth::{AuthSettings, AuthSettingsError, AuthUser, PasswordParams};
 pub use config::{Config, ConfigError};
 pub use error::ApiError;
 
