@@ -1,32 +1,28 @@
-//! The engine, the epoch ticker, compilation with its on-disk cache, and the per-call store.
+//! The plugin host: the engine and its instance pool, loading (validation, compilation, the on-disk
+//! cache of compiled code) and pre-instantiation. Calls run in `call.rs`.
 
 use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, mpsc};
-use std::thread::JoinHandle;
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
 
 use sha2::{Digest, Sha256};
 use wasmtime::component::types::ComponentItem;
 use wasmtime::component::{Component, InstancePre, Linker};
 use wasmtime::{
     Config, Enabled, Engine, InstanceAllocationStrategy, ModuleVersionStrategy,
-    PoolConcurrencyLimitError, PoolingAllocationConfig, ResourceLimiter, Store, Trap,
+    PoolingAllocationConfig,
 };
 
 use crate::bindings::{
     PRICING_INTERFACE, TYPES_INTERFACE, WAITLIST_INTERFACE, pricing::PricingPolicyPre,
     waitlist::WaitlistPolicyPre,
 };
-use crate::config::{HostConfig, Limits};
-use crate::error::{Limit, PluginError, Result};
+use crate::call::{CallState, EPOCH_TICK, Runtime};
+use crate::config::HostConfig;
+use crate::error::{PluginError, Result};
 use crate::policy::{Hook, Plugin, WasmPricingPolicy, WasmWaitlistPolicy};
-
-/// Period of the epoch ticker that enforces [`Limits::timeout`].
-pub(crate) const EPOCH_TICK: Duration = Duration::from_micros(TICK_US);
-const TICK_US: u64 = 1000;
 
 /// Loads plugins and runs them under limits. Create one per process and load every plugin through it:
 /// they share one wasmtime engine, one instance pool and one compiled-code cache.
@@ -66,55 +62,17 @@ pub struct HostStats {
     pub memory_hits: u64,
 }
 
-pub(crate) struct HostInner {
-    pub(crate) engine: Engine,
-    pub(crate) config: HostConfig,
-    deadline_ticks: u64,
+struct HostInner {
+    engine: Engine,
+    config: HostConfig,
+    /// What each call runs in; loaded plugins hold it too, so their calls keep their deadline when
+    /// the host is gone.
+    runtime: Arc<Runtime>,
     cache_tag: String,
     compiled: Mutex<HashMap<[u8; 32], Component>>,
     compiled_count: AtomicU64,
     disk_hits: AtomicU64,
     memory_hits: AtomicU64,
-    _ticker: Ticker,
-}
-
-/// Increments the engine's epoch every [`EPOCH_TICK`] until dropped.
-struct Ticker {
-    stop: Option<mpsc::Sender<()>>,
-    thread: Option<JoinHandle<()>>,
-}
-
-impl Ticker {
-    fn start(engine: Engine) -> Result<Self> {
-        let (stop, rx) = mpsc::channel::<()>();
-        let thread = std::thread::Builder::new()
-            .name("evently-plugin-epoch".into())
-            .spawn(move || {
-                // One increment per tick, never a catch-up burst: ticks owed from before a call
-                // started would count against that call and stop it early. A late wake-up (a busy
-                // machine) makes a deadline late, never early.
-                while let Err(mpsc::RecvTimeoutError::Timeout) = rx.recv_timeout(EPOCH_TICK) {
-                    engine.increment_epoch();
-                }
-            })
-            .map_err(|e| PluginError::Config {
-                field: "epoch ticker",
-                reason: format!("cannot start its thread: {e}"),
-            })?;
-        Ok(Self {
-            stop: Some(stop),
-            thread: Some(thread),
-        })
-    }
-}
-
-impl Drop for Ticker {
-    fn drop(&mut self) {
-        drop(self.stop.take());
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-    }
 }
 
 /// Feeds a `Hash` into SHA-256, to get a digest that is stable across runs and Rust versions.
@@ -203,18 +161,21 @@ impl PluginHost {
             // The call starts somewhere inside the current tick: one more tick makes the deadline a
             // lower bound (a call gets at least `timeout`, at most `timeout` + one tick).
             + 1;
-        let ticker = Ticker::start(engine.clone())?;
+        let runtime = Arc::new(Runtime::new(
+            engine.clone(),
+            config.limits.clone(),
+            deadline_ticks,
+        )?);
         Ok(Self {
             inner: Arc::new(HostInner {
                 engine,
                 config,
-                deadline_ticks,
+                runtime,
                 cache_tag,
                 compiled: Mutex::new(HashMap::new()),
                 compiled_count: AtomicU64::new(0),
                 disk_hits: AtomicU64::new(0),
                 memory_hits: AtomicU64::new(0),
-                _ticker: ticker,
             }),
         })
     }
@@ -246,7 +207,7 @@ impl PluginHost {
             interface: PRICING_INTERFACE,
             message: format!("{e:#}"),
         })?;
-        let plugin = Plugin::new(name, hash, self.inner.clone(), Hook::Pricing(pre));
+        let plugin = Plugin::new(name, hash, self.inner.runtime.clone(), Hook::Pricing(pre));
         plugin.trial()?;
         Ok(Arc::new(WasmPricingPolicy { plugin }))
     }
@@ -260,7 +221,7 @@ impl PluginHost {
             interface: WAITLIST_INTERFACE,
             message: format!("{e:#}"),
         })?;
-        let plugin = Plugin::new(name, hash, self.inner.clone(), Hook::Waitlist(pre));
+        let plugin = Plugin::new(name, hash, self.inner.runtime.clone(), Hook::Waitlist(pre));
         plugin.trial()?;
         Ok(Arc::new(WasmWaitlistPolicy { plugin }))
     }
@@ -480,137 +441,5 @@ impl HostInner {
         if let Err(e) = result {
             tracing::warn!(path = %path.display(), error = %e, "cannot write compiled-plugin cache file");
         }
-    }
-
-    /// A fresh store for one call, with the limits installed.
-    pub(crate) fn store(&self) -> Store<CallState> {
-        let l = &self.config.limits;
-        let mut store = Store::new(&self.engine, CallState::new(l));
-        store.limiter(|s| s);
-        if let Some(fuel) = l.fuel {
-            // Cannot fail: the engine consumes fuel exactly when `l.fuel` is set.
-            let _ = store.set_fuel(fuel);
-        }
-        store.set_epoch_deadline(self.deadline_ticks);
-        store
-    }
-}
-
-/// Per-call store data: the limits, and which one was hit (set by the limiter before it traps).
-pub(crate) struct CallState {
-    memory_bytes: usize,
-    table_elements: usize,
-    instances: usize,
-    tables: usize,
-    memories: usize,
-    pub(crate) hit: Option<Limit>,
-}
-
-impl CallState {
-    fn new(l: &Limits) -> Self {
-        Self {
-            memory_bytes: l.memory_bytes,
-            table_elements: l.table_elements,
-            instances: l.instances as usize,
-            tables: l.tables as usize,
-            memories: l.memories as usize,
-            hit: None,
-        }
-    }
-}
-
-impl ResourceLimiter for CallState {
-    fn memory_growing(
-        &mut self,
-        _current: usize,
-        desired: usize,
-        _maximum: Option<usize>,
-    ) -> wasmtime::Result<bool> {
-        if desired > self.memory_bytes {
-            self.hit = Some(Limit::Memory);
-            return Err(wasmtime::Error::msg("linear-memory limit reached"));
-        }
-        Ok(true)
-    }
-
-    fn table_growing(
-        &mut self,
-        _current: usize,
-        desired: usize,
-        _maximum: Option<usize>,
-    ) -> wasmtime::Result<bool> {
-        if desired > self.table_elements {
-            self.hit = Some(Limit::Table);
-            return Err(wasmtime::Error::msg("table limit reached"));
-        }
-        Ok(true)
-    }
-
-    fn instances(&self) -> usize {
-        self.instances
-    }
-    fn tables(&self) -> usize {
-        self.tables
-    }
-    fn memories(&self) -> usize {
-        self.memories
-    }
-}
-
-/// Where in a call an error happened; decides how an error that is not a limit is classified.
-#[derive(Clone, Copy)]
-pub(crate) enum Phase {
-    Instantiate,
-    Call,
-}
-
-/// Turns a wasmtime error into a typed [`PluginError`].
-pub(crate) fn classify(
-    plugin: &str,
-    hit: Option<Limit>,
-    phase: Phase,
-    err: wasmtime::Error,
-) -> PluginError {
-    let limit = |limit| PluginError::LimitExceeded {
-        plugin: plugin.to_string(),
-        limit,
-    };
-    if let Some(l) = hit {
-        return limit(l);
-    }
-    if let Some(trap) = err.downcast_ref::<Trap>() {
-        return match trap {
-            Trap::OutOfFuel => limit(Limit::Fuel),
-            Trap::Interrupt => limit(Limit::Time),
-            Trap::StackOverflow => limit(Limit::Stack),
-            // Raised while lifting the answer out of the guest's memory: malformed output.
-            Trap::StringOutOfBounds
-            | Trap::ListOutOfBounds
-            | Trap::InvalidDiscriminant
-            | Trap::InvalidChar
-            | Trap::UnalignedPointer => PluginError::InvalidOutput {
-                plugin: plugin.to_string(),
-                message: trap.to_string(),
-            },
-            other => PluginError::Trap {
-                plugin: plugin.to_string(),
-                message: other.to_string(),
-            },
-        };
-    }
-    if err.downcast_ref::<PoolConcurrencyLimitError>().is_some() {
-        return limit(Limit::Concurrency);
-    }
-    match phase {
-        Phase::Instantiate => PluginError::Instantiate {
-            plugin: plugin.to_string(),
-            message: format!("{err:#}"),
-        },
-        // Errors that are not traps during a call come from lifting the answer (bad UTF-8, a list
-        // that does not fit in memory, ...).
-        Phase::Call => PluginError::InvalidOutput {
-            plugin: plugin.to_string(),
-            message: format!("{err:#}"),
-        },
     }
 }

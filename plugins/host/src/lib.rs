@@ -24,6 +24,7 @@
 #![warn(missing_docs)]
 
 pub mod bindings;
+mod call;
 mod config;
 mod error;
 mod host;

@@ -13,8 +13,8 @@ use crate::bindings::{
     self, Attribute, EventInfo, GuestError, PRICING_INTERFACE, Quote, QuoteRequest,
     WAITLIST_INTERFACE, pricing::PricingPolicyPre, waitlist::WaitlistPolicyPre,
 };
+use crate::call::{CallState, Phase, Runtime, classify};
 use crate::error::{Limit, PluginError, Result};
-use crate::host::{CallState, HostInner, Phase, classify};
 
 pub(crate) enum Hook {
     Pricing(PricingPolicyPre<CallState>),
@@ -25,7 +25,7 @@ pub(crate) enum Hook {
 pub(crate) struct Plugin {
     name: String,
     hash: String,
-    host: Arc<HostInner>,
+    runtime: Arc<Runtime>,
     hook: Hook,
 }
 
@@ -47,11 +47,11 @@ enum Raw {
 }
 
 impl Plugin {
-    pub(crate) fn new(name: &str, hash: [u8; 32], host: Arc<HostInner>, hook: Hook) -> Self {
+    pub(crate) fn new(name: &str, hash: [u8; 32], runtime: Arc<Runtime>, hook: Hook) -> Self {
         Self {
             name: name.to_string(),
             hash: hash.iter().map(|b| format!("{b:02x}")).collect(),
-            host,
+            runtime,
             hook,
         }
     }
@@ -59,7 +59,7 @@ impl Plugin {
     /// Instantiates once at load time, so that a component that cannot fit the limits (or traps or
     /// loops while starting) is refused at load rather than failing every call.
     pub(crate) fn trial(&self) -> Result<()> {
-        let mut store = self.host.store();
+        let mut store = self.runtime.store();
         let (instance, interface) = match &self.hook {
             Hook::Pricing(pre) => (
                 pre.instance_pre().instantiate(&mut store),
@@ -102,7 +102,7 @@ impl Plugin {
     /// before returning, so nothing carries over to the next call.
     fn run(&self, input: Input<'_>) -> (Result<Raw>, Option<u64>, Duration) {
         let started = Instant::now();
-        let mut store = self.host.store();
+        let mut store = self.runtime.store();
         let result = (|| -> Result<Raw> {
             let fail = |store: &wasmtime::Store<CallState>, phase, e| {
                 classify(&self.name, store.data().hit, phase, e)
@@ -135,8 +135,7 @@ impl Plugin {
             }
         })();
         let fuel_used = self
-            .host
-            .config
+            .runtime
             .limits
             .fuel
             .and_then(|budget| store.get_fuel().ok().map(|left| budget - left));
@@ -145,7 +144,7 @@ impl Plugin {
     }
 
     fn declined(&self, e: GuestError) -> PluginError {
-        if e.message.len() > self.host.config.limits.output_bytes {
+        if e.message.len() > self.runtime.limits.output_bytes {
             return PluginError::LimitExceeded {
                 plugin: self.name.clone(),
                 limit: Limit::Output,
@@ -303,7 +302,7 @@ impl WasmWaitlistPolicy {
 
     fn validate(&self, req: &bindings::OfferRequest, chosen: Vec<u32>) -> Result<Vec<u32>> {
         let p = &self.plugin;
-        if chosen.len().saturating_mul(4) > p.host.config.limits.output_bytes {
+        if chosen.len().saturating_mul(4) > p.runtime.limits.output_bytes {
             return Err(PluginError::LimitExceeded {
                 plugin: p.name.clone(),
                 limit: Limit::Output,
