@@ -75,13 +75,18 @@ pub mod auth;
 pub mod backend;
 #[cfg(feature = "server")]
 pub mod cli;
+#[cfg(feature = "server")]
 pub mod config;
 pub mod dto;
 pub mod error;
 pub mod extract;
+#[cfg(feature = "server")]
 pub mod notify;
 mod routes;
+#[cfg(feature = "server")]
 pub mod tickets;
+pub mod webpush;
+#[cfg(feature = "server")]
 pub mod worker;
 
 use std::sync::Arc;
@@ -92,6 +97,7 @@ use evently_core::{Actor, Error as CoreError, Evently, NewUser, Role, User};
 use tower_http::trace::TraceLayer;
 
 pub use auth::{AuthSettings, AuthSettingsError, AuthUser, PasswordParams};
+#[cfg(feature = "server")]
 pub use config::{Config, ConfigError};
 pub use error::ApiError;
 
@@ -131,8 +137,15 @@ impl AppState {
     /// Serves `keys`' public key at `GET /push/vapid-public-key` (without it that route answers 404
     /// `push_not_configured`). Use the keys of the [`PushNotifier`](notify::PushNotifier) the engine
     /// delivers through, or browsers' subscriptions will not accept its pushes.
-    pub fn with_push(mut self, keys: &notify::VapidKeys) -> Self {
-        self.push_public_key = Some(keys.public_key_base64url().into());
+    #[cfg(feature = "server")]
+    pub fn with_push(self, keys: &notify::VapidKeys) -> Self {
+        self.with_push_public_key(keys.public_key_base64url())
+    }
+
+    /// Serves `public_key` (a VAPID public key, base64url) at `GET /push/vapid-public-key`: the
+    /// key of whatever delivers this application's web push messages.
+    pub fn with_push_public_key(mut self, public_key: impl Into<Arc<str>>) -> Self {
+        self.push_public_key = Some(public_key.into());
         self
     }
 

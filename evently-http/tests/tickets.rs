@@ -58,7 +58,10 @@ fn decode_png(png: &[u8]) -> String {
     let img = image::load_from_memory(png)
         .expect("PNG decodes")
         .to_luma8();
-    let mut prepared = rqrr::PreparedImage::prepare(img);
+    let (w, h) = (img.width() as usize, img.height() as usize);
+    let mut prepared = rqrr::PreparedImage::prepare_from_greyscale(w, h, |x, y| {
+        img.get_pixel(x as u32, y as u32)[0]
+    });
     let grids = prepared.detect_grids();
     assert_eq!(grids.len(), 1, "exactly one QR code in the image");
     let (_meta, content) = grids[0].decode().expect("QR decodes");

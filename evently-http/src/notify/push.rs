@@ -44,8 +44,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use base64::Engine as _;
-use base64::engine::DecodePaddingMode;
-use base64::engine::general_purpose::{GeneralPurpose, GeneralPurposeConfig, URL_SAFE_NO_PAD};
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use evently_core::ports::{Delivery, NotifyError};
 use evently_core::{Notification, NotificationKind, Notifier, PushSubscription};
 use reqwest::StatusCode;
@@ -81,16 +80,7 @@ pub const MAX_PUSH_TTL: Duration = Duration::from_secs(28 * 24 * 3600);
 /// Default request timeout.
 pub const DEFAULT_PUSH_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// base64url that takes the input with or without `=` padding (browsers send it without).
-const URL_SAFE_LENIENT: GeneralPurpose = GeneralPurpose::new(
-    &base64::alphabet::URL_SAFE,
-    GeneralPurposeConfig::new().with_decode_padding_mode(DecodePaddingMode::Indifferent),
-);
-
-/// Decodes base64url with or without padding.
-pub fn decode_base64url(s: &str) -> Result<Vec<u8>, base64::DecodeError> {
-    URL_SAFE_LENIENT.decode(s)
-}
+pub use crate::webpush::{decode_base64url, is_loopback};
 
 fn encode_base64url(bytes: &[u8]) -> String {
     URL_SAFE_NO_PAD.encode(bytes)
@@ -654,19 +644,6 @@ impl Notifier for PushNotifier {
     }
 }
 
-/// `true` for an endpoint on this machine (`localhost`, `127.0.0.0/8`, `[::1]`), where plain `http:`
-/// is accepted (development and tests).
-pub fn is_loopback(url: &reqwest::Url) -> bool {
-    let Some(host) = url.host_str() else {
-        return false;
-    };
-    let bare = host.trim_start_matches('[').trim_end_matches(']');
-    match bare.parse::<std::net::IpAddr>() {
-        Ok(ip) => ip.is_loopback(),
-        Err(_) => host.eq_ignore_ascii_case("localhost"),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -838,27 +815,5 @@ mod tests {
                 "{code}"
             );
         }
-    }
-
-    #[test]
-    fn loopback_hosts() {
-        for (u, yes) in [
-            ("http://127.0.0.1:8080/x", true),
-            ("http://127.1.2.3/x", true),
-            ("http://localhost/x", true),
-            ("http://[::1]:9/x", true),
-            ("http://10.0.0.1/x", false),
-            ("http://localhost.example.com/x", false),
-        ] {
-            assert_eq!(is_loopback(&reqwest::Url::parse(u).unwrap()), yes, "{u}");
-        }
-    }
-
-    #[test]
-    fn base64url_with_and_without_padding() {
-        assert_eq!(decode_base64url("AQI").unwrap(), vec![1, 2]);
-        assert_eq!(decode_base64url("AQI=").unwrap(), vec![1, 2]);
-        assert_eq!(decode_base64url("_-8").unwrap(), vec![0xff, 0xef]);
-        assert!(decode_base64url("AQ+").is_err());
     }
 }

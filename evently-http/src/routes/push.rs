@@ -12,7 +12,7 @@ use crate::dto::{
 };
 use crate::error::ApiError;
 use crate::extract::Json;
-use crate::notify::push::{decode_base64url, is_loopback};
+use crate::webpush::{decode_base64url, is_loopback};
 
 /// Longest endpoint accepted (the store's limit).
 const MAX_ENDPOINT_LEN: usize = 2048;
@@ -84,7 +84,7 @@ fn check_endpoint(endpoint: &str) -> Result<String, ApiError> {
     if endpoint.len() > MAX_ENDPOINT_LEN {
         return Err(invalid("must be at most 2048 bytes"));
     }
-    let url = reqwest::Url::parse(endpoint).map_err(|e| invalid(&format!("not a URL: {e}")))?;
+    let url = url::Url::parse(endpoint).map_err(|e| invalid(&format!("not a URL: {e}")))?;
     match url.scheme() {
         "https" => {}
         "http" if is_loopback(&url) => {}
