@@ -329,7 +329,10 @@ async fn a_lock_grant_nobody_received_is_released() {
         }
         acquiring.await.unwrap().release().await.unwrap();
     }
-    assert!(orphaned, "no acquire was left between its grant and its answer");
+    assert!(
+        orphaned,
+        "no acquire was left between its grant and its answer"
+    );
     // The grant is released in the background: the lock is free long before its 10-minute lease.
     let guard = other
         .acquire_within("orphan", Duration::from_secs(5), Duration::from_secs(3))
