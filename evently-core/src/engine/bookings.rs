@@ -121,6 +121,40 @@ impl Prepared {
 impl Evently {
     /// Holds seats until the hold time runs out; [`Evently::confirm`] turns the hold into a sale.
     /// Fails with [`Error::SoldOut`] when too few seats are free.
+    ///
+    /// An event with two seats:
+    ///
+    /// ```
+    /// # use std::sync::Arc;
+    /// # use evently_core::*;
+    /// # futures_executor::block_on(async {
+    /// # let store = Arc::new(evently_storage::MemoryStore::new());
+    /// # let engine = Evently::builder().store(store).build()?;
+    /// # let person = async |email: &str, role| -> Result<Actor> {
+    /// #     let new = NewUser { email: email.into(), name: email.into(), password_hash: "h".into(),
+    /// #         role, attributes: Default::default() };
+    /// #     let u = engine.register_user(new).await?;
+    /// #     Ok(Actor::new(u.id, u.role))
+    /// # };
+    /// # let admin = person("admin@example.com", Role::Admin).await?;
+    /// # let (alice, bob) = (person("alice@example.com", Role::User).await?,
+    /// #     person("bob@example.com", Role::User).await?);
+    /// # let starts_at = engine.now() + chrono::Duration::days(7);
+    /// # let event = engine.create_event(&admin, NewEvent { name: "Gig".into(),
+    /// #     description: String::new(), venue: "Club".into(), category: "music".into(), starts_at,
+    /// #     ends_at: starts_at + chrono::Duration::hours(3), capacity: 2,
+    /// #     price: Money::new(1500, Currency::new("EUR")?) }).await?;
+    /// let hold = engine.hold(&alice, BookingRequest::new(event.id, 2)).await?;
+    /// assert_eq!(hold.status, BookingStatus::Held);
+    /// // Held seats are taken: nobody else can book them until the hold ends.
+    /// assert!(matches!(
+    ///     engine.book(&bob, BookingRequest::new(event.id, 1)).await,
+    ///     Err(Error::SoldOut { available: 0, .. })
+    /// ));
+    /// let sold = engine.confirm(&alice, hold.id).await?;
+    /// assert_eq!(sold.status, BookingStatus::Confirmed);
+    /// # Ok::<(), Error>(()) }).unwrap();
+    /// ```
     pub async fn hold(&self, actor: &Actor, req: BookingRequest) -> Result<Booking> {
         self.reserve(actor, req, Mode::Hold)
             .await
@@ -129,6 +163,42 @@ impl Evently {
 
     /// Books seats directly (confirmed at once, tickets issued).
     /// Fails with [`Error::SoldOut`] when too few seats are free.
+    ///
+    /// An event with two seats:
+    ///
+    /// ```
+    /// # use std::sync::Arc;
+    /// # use evently_core::*;
+    /// # futures_executor::block_on(async {
+    /// # let store = Arc::new(evently_storage::MemoryStore::new());
+    /// # let engine = Evently::builder().store(store).build()?;
+    /// # let person = async |email: &str, role| -> Result<Actor> {
+    /// #     let new = NewUser { email: email.into(), name: email.into(), password_hash: "h".into(),
+    /// #         role, attributes: Default::default() };
+    /// #     let u = engine.register_user(new).await?;
+    /// #     Ok(Actor::new(u.id, u.role))
+    /// # };
+    /// # let admin = person("admin@example.com", Role::Admin).await?;
+    /// # let (alice, bob) = (person("alice@example.com", Role::User).await?,
+    /// #     person("bob@example.com", Role::User).await?);
+    /// # let starts_at = engine.now() + chrono::Duration::days(7);
+    /// # let event = engine.create_event(&admin, NewEvent { name: "Gig".into(),
+    /// #     description: String::new(), venue: "Club".into(), category: "music".into(), starts_at,
+    /// #     ends_at: starts_at + chrono::Duration::hours(3), capacity: 2,
+    /// #     price: Money::new(1500, Currency::new("EUR")?) }).await?;
+    /// // The same idempotency key books once: a retry returns the first booking.
+    /// let request = BookingRequest::new(event.id, 2).idempotency_key("order-17");
+    /// let booking = engine.book(&alice, request.clone()).await?;
+    /// assert_eq!(booking.status, BookingStatus::Confirmed);
+    /// assert_eq!(engine.book(&alice, request).await?.id, booking.id);
+    /// assert_eq!(engine.tickets(&alice, booking.id).await?.len(), 2);
+    ///
+    /// match engine.book(&bob, BookingRequest::new(event.id, 1)).await {
+    ///     Err(Error::SoldOut { requested, available, .. }) => assert_eq!((requested, available), (1, 0)),
+    ///     other => panic!("expected SoldOut, got {other:?}"),
+    /// }
+    /// # Ok::<(), Error>(()) }).unwrap();
+    /// ```
     pub async fn book(&self, actor: &Actor, req: BookingRequest) -> Result<Booking> {
         self.reserve(actor, req, Mode::Book)
             .await
@@ -426,6 +496,38 @@ impl Evently {
 
     /// Confirms a hold: seats sold, tickets issued, confirmation queued. Confirming a confirmed booking
     /// returns it unchanged. A hold that ran out is expired and [`Error::HoldExpired`] returned.
+    ///
+    /// An event with two seats:
+    ///
+    /// ```
+    /// # use std::sync::Arc;
+    /// # use evently_core::*;
+    /// # futures_executor::block_on(async {
+    /// # let store = Arc::new(evently_storage::MemoryStore::new());
+    /// # let engine = Evently::builder().store(store).build()?;
+    /// # let person = async |email: &str, role| -> Result<Actor> {
+    /// #     let new = NewUser { email: email.into(), name: email.into(), password_hash: "h".into(),
+    /// #         role, attributes: Default::default() };
+    /// #     let u = engine.register_user(new).await?;
+    /// #     Ok(Actor::new(u.id, u.role))
+    /// # };
+    /// # let admin = person("admin@example.com", Role::Admin).await?;
+    /// # let (alice, bob) = (person("alice@example.com", Role::User).await?,
+    /// #     person("bob@example.com", Role::User).await?);
+    /// # let starts_at = engine.now() + chrono::Duration::days(7);
+    /// # let event = engine.create_event(&admin, NewEvent { name: "Gig".into(),
+    /// #     description: String::new(), venue: "Club".into(), category: "music".into(), starts_at,
+    /// #     ends_at: starts_at + chrono::Duration::hours(3), capacity: 2,
+    /// #     price: Money::new(1500, Currency::new("EUR")?) }).await?;
+    /// let hold = engine.hold(&alice, BookingRequest::new(event.id, 1)).await?;
+    /// let booking = engine.confirm(&alice, hold.id).await?;
+    /// assert_eq!(booking.status, BookingStatus::Confirmed);
+    /// assert_eq!(engine.tickets(&alice, booking.id).await?.len(), 1);
+    /// // Confirming again changes nothing; someone else cannot confirm it at all.
+    /// assert_eq!(engine.confirm(&alice, hold.id).await?, booking);
+    /// assert!(engine.confirm(&bob, hold.id).await.is_err());
+    /// # Ok::<(), Error>(()) }).unwrap();
+    /// ```
     pub async fn confirm(&self, actor: &Actor, id: BookingId) -> Result<Booking> {
         self.retrying("confirm", || async {
             let mut tx = self.inner.store.begin().await?;
@@ -465,6 +567,38 @@ impl Evently {
 
     /// Cancels a held or confirmed booking, frees its seats (once: cancelling a cancelled booking returns
     /// it unchanged) and offers them to the waitlist. Cancelling a waitlist offer declines it.
+    ///
+    /// An event with two seats:
+    ///
+    /// ```
+    /// # use std::sync::Arc;
+    /// # use evently_core::*;
+    /// # futures_executor::block_on(async {
+    /// # let store = Arc::new(evently_storage::MemoryStore::new());
+    /// # let engine = Evently::builder().store(store).build()?;
+    /// # let person = async |email: &str, role| -> Result<Actor> {
+    /// #     let new = NewUser { email: email.into(), name: email.into(), password_hash: "h".into(),
+    /// #         role, attributes: Default::default() };
+    /// #     let u = engine.register_user(new).await?;
+    /// #     Ok(Actor::new(u.id, u.role))
+    /// # };
+    /// # let admin = person("admin@example.com", Role::Admin).await?;
+    /// # let (alice, bob) = (person("alice@example.com", Role::User).await?,
+    /// #     person("bob@example.com", Role::User).await?);
+    /// # let starts_at = engine.now() + chrono::Duration::days(7);
+    /// # let event = engine.create_event(&admin, NewEvent { name: "Gig".into(),
+    /// #     description: String::new(), venue: "Club".into(), category: "music".into(), starts_at,
+    /// #     ends_at: starts_at + chrono::Duration::hours(3), capacity: 2,
+    /// #     price: Money::new(1500, Currency::new("EUR")?) }).await?;
+    /// let booking = engine.book(&alice, BookingRequest::new(event.id, 2)).await?;
+    /// assert_eq!(engine.availability(event.id).await?.available, 0);
+    /// let cancelled = engine.cancel(&alice, booking.id).await?;
+    /// assert_eq!(cancelled.status, BookingStatus::Cancelled);
+    /// assert_eq!(engine.availability(event.id).await?.available, 2);
+    /// // Cancelling twice frees the seats once.
+    /// assert_eq!(engine.cancel(&alice, booking.id).await?, cancelled);
+    /// # Ok::<(), Error>(()) }).unwrap();
+    /// ```
     pub async fn cancel(&self, actor: &Actor, id: BookingId) -> Result<Booking> {
         self.retrying("cancel", || async {
             let mut tx = self.inner.store.begin().await?;

@@ -71,6 +71,38 @@ impl Evently {
     /// Metrics (through the `metrics` facade, labelled with the queue's name): `evently_jobs_total`
     /// (`kind`, `outcome` = ok / retry / dead) and `evently_job_latency_seconds` (from when a job was due
     /// to when a worker claimed it).
+    ///
+    /// An event with two seats:
+    ///
+    /// ```
+    /// # use std::sync::Arc;
+    /// # use evently_core::*;
+    /// # futures_executor::block_on(async {
+    /// # let store = Arc::new(evently_storage::MemoryStore::new());
+    /// # let engine = Evently::builder().store(store).build()?;
+    /// # let person = async |email: &str, role| -> Result<Actor> {
+    /// #     let new = NewUser { email: email.into(), name: email.into(), password_hash: "h".into(),
+    /// #         role, attributes: Default::default() };
+    /// #     let u = engine.register_user(new).await?;
+    /// #     Ok(Actor::new(u.id, u.role))
+    /// # };
+    /// # let admin = person("admin@example.com", Role::Admin).await?;
+    /// # let (alice, bob) = (person("alice@example.com", Role::User).await?,
+    /// #     person("bob@example.com", Role::User).await?);
+    /// # let starts_at = engine.now() + chrono::Duration::days(7);
+    /// # let event = engine.create_event(&admin, NewEvent { name: "Gig".into(),
+    /// #     description: String::new(), venue: "Club".into(), category: "music".into(), starts_at,
+    /// #     ends_at: starts_at + chrono::Duration::hours(3), capacity: 2,
+    /// #     price: Money::new(1500, Currency::new("EUR")?) }).await?;
+    /// // A booking queues the delivery of its confirmation in the same transaction (and each sign-up
+    /// // its welcome): four jobs, delivered through the engine's notifiers (none here).
+    /// engine.book(&alice, BookingRequest::new(event.id, 1)).await?;
+    /// let pass = engine.run_jobs(100).await?;
+    /// assert_eq!((pass.claimed, pass.succeeded), (4, 4));
+    /// // Run it from a loop (the reference server's `Worker` does, every second), with `expire_holds`.
+    /// assert_eq!(engine.run_jobs(100).await?.claimed, 0);
+    /// # Ok::<(), Error>(()) }).unwrap();
+    /// ```
     pub async fn run_jobs(&self, limit: u32) -> Result<JobRunSummary> {
         let queue = self.job_queue();
         let queue_name = queue.queue_name().to_owned();

@@ -206,7 +206,32 @@ impl EventlyBuilder {
 }
 
 impl Evently {
-    /// Starts assembling an engine.
+    /// Starts assembling an engine. Only the store is required; the clock, ids, pricing and waitlist
+    /// policies and the configuration have defaults, and notifiers are optional. `build` checks the
+    /// configuration once.
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use std::time::Duration;
+    ///
+    /// use evently_core::ports::{FifoWaitlist, FixedPrice};
+    /// use evently_core::{EngineConfig, Evently};
+    ///
+    /// let engine = Evently::builder()
+    ///     .store(Arc::new(evently_storage::MemoryStore::new()))
+    ///     .pricing(Arc::new(FixedPrice))
+    ///     .waitlist(Arc::new(FifoWaitlist))
+    ///     .config(EngineConfig {
+    ///         default_hold_ttl: Duration::from_secs(5 * 60),
+    ///         ..EngineConfig::default()
+    ///     })
+    ///     .build()?;
+    /// # let _ = engine;
+    ///
+    /// // Without a store, or with a configuration that cannot work, `build` says why.
+    /// assert!(Evently::builder().build().is_err());
+    /// # Ok::<(), evently_core::Error>(())
+    /// ```
     pub fn builder() -> EventlyBuilder {
         EventlyBuilder::default()
     }

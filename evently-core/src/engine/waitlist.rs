@@ -25,6 +25,35 @@ fn number(entries: &mut [WaitlistEntry]) {
 impl Evently {
     /// Joins the waitlist of a sold-out event for `quantity` seats. While seats are free the answer is
     /// [`Error::Conflict`] (book instead); a user has at most one live entry per event.
+    ///
+    /// An event with two seats:
+    ///
+    /// ```
+    /// # use std::sync::Arc;
+    /// # use evently_core::*;
+    /// # futures_executor::block_on(async {
+    /// # let store = Arc::new(evently_storage::MemoryStore::new());
+    /// # let engine = Evently::builder().store(store).build()?;
+    /// # let person = async |email: &str, role| -> Result<Actor> {
+    /// #     let new = NewUser { email: email.into(), name: email.into(), password_hash: "h".into(),
+    /// #         role, attributes: Default::default() };
+    /// #     let u = engine.register_user(new).await?;
+    /// #     Ok(Actor::new(u.id, u.role))
+    /// # };
+    /// # let admin = person("admin@example.com", Role::Admin).await?;
+    /// # let (alice, bob) = (person("alice@example.com", Role::User).await?,
+    /// #     person("bob@example.com", Role::User).await?);
+    /// # let starts_at = engine.now() + chrono::Duration::days(7);
+    /// # let event = engine.create_event(&admin, NewEvent { name: "Gig".into(),
+    /// #     description: String::new(), venue: "Club".into(), category: "music".into(), starts_at,
+    /// #     ends_at: starts_at + chrono::Duration::hours(3), capacity: 2,
+    /// #     price: Money::new(1500, Currency::new("EUR")?) }).await?;
+    /// engine.book(&bob, BookingRequest::new(event.id, 2)).await?;
+    /// let entry = engine.join_waitlist(&alice, event.id, 1).await?;
+    /// assert_eq!(entry.status, WaitlistStatus::Waiting);
+    /// assert_eq!(entry.position, Some(1));
+    /// # Ok::<(), Error>(()) }).unwrap();
+    /// ```
     pub async fn join_waitlist(
         &self,
         actor: &Actor,
@@ -172,6 +201,38 @@ impl Evently {
     }
 
     /// Accepts the actor's open offer on an event: confirms the held booking that carries it.
+    ///
+    /// An event with two seats:
+    ///
+    /// ```
+    /// # use std::sync::Arc;
+    /// # use evently_core::*;
+    /// # futures_executor::block_on(async {
+    /// # let store = Arc::new(evently_storage::MemoryStore::new());
+    /// # let engine = Evently::builder().store(store).build()?;
+    /// # let person = async |email: &str, role| -> Result<Actor> {
+    /// #     let new = NewUser { email: email.into(), name: email.into(), password_hash: "h".into(),
+    /// #         role, attributes: Default::default() };
+    /// #     let u = engine.register_user(new).await?;
+    /// #     Ok(Actor::new(u.id, u.role))
+    /// # };
+    /// # let admin = person("admin@example.com", Role::Admin).await?;
+    /// # let (alice, bob) = (person("alice@example.com", Role::User).await?,
+    /// #     person("bob@example.com", Role::User).await?);
+    /// # let starts_at = engine.now() + chrono::Duration::days(7);
+    /// # let event = engine.create_event(&admin, NewEvent { name: "Gig".into(),
+    /// #     description: String::new(), venue: "Club".into(), category: "music".into(), starts_at,
+    /// #     ends_at: starts_at + chrono::Duration::hours(3), capacity: 2,
+    /// #     price: Money::new(1500, Currency::new("EUR")?) }).await?;
+    /// let bobs = engine.book(&bob, BookingRequest::new(event.id, 2)).await?;
+    /// engine.join_waitlist(&alice, event.id, 1).await?;
+    /// // Bob cancels: the freed seat is offered to Alice as a held booking, until she accepts or the
+    /// // offer runs out (`EngineConfig::offer_ttl`).
+    /// engine.cancel(&bob, bobs.id).await?;
+    /// let booking = engine.accept_offer(&alice, event.id).await?;
+    /// assert_eq!(booking.status, BookingStatus::Confirmed);
+    /// # Ok::<(), Error>(()) }).unwrap();
+    /// ```
     pub async fn accept_offer(&self, actor: &Actor, event_id: EventId) -> Result<Booking> {
         let booking_id: BookingId = {
             let mut tx = self.inner.store.begin_read().await?;
