@@ -1281,14 +1281,20 @@ impl JobQueue for MemoryStore {
     }
 
     async fn complete(&self, id: JobId) -> R<()> {
+        self.complete_many(&[id]).await
+    }
+
+    async fn complete_many(&self, ids: &[JobId]) -> R<()> {
         let mut st = self.state.lock().await;
-        let Some(j) = st.jobs.get_mut(&id) else {
-            return Err(missing("job"));
-        };
-        j.status = JobStatus::Done;
-        j.locked_until = None;
-        let j = j.clone();
-        st.release_dedupe(&j);
+        for id in ids {
+            let Some(j) = st.jobs.get_mut(id) else {
+                return Err(missing("job"));
+            };
+            j.status = JobStatus::Done;
+            j.locked_until = None;
+            let j = j.clone();
+            st.release_dedupe(&j);
+        }
         Ok(())
     }
 

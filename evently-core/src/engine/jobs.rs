@@ -44,12 +44,19 @@ impl Evently {
         let jobs = outbox
             .claim(limit, self.now(), self.inner.config.job_lease)
             .await?;
+        let jobs: Vec<Job> = jobs
+            .into_iter()
+            .map(|mut job| {
+                // The outbox claim is not an attempt to run the job.
+                job.attempts = job.attempts.saturating_sub(1);
+                job
+            })
+            .collect();
+        let taken = target.accept_many(&jobs).await?;
+        let ids: Vec<_> = jobs.iter().map(|j| j.id).collect();
+        outbox.complete_many(&ids).await?;
         let mut moved = 0u32;
-        for mut job in jobs {
-            // The outbox claim is not an attempt to run the job.
-            job.attempts = job.attempts.saturating_sub(1);
-            let taken = target.accept(&job).await?;
-            outbox.complete(job.id).await?;
+        for (job, taken) in jobs.iter().zip(taken) {
             if taken {
                 moved += 1;
             } else {
@@ -112,6 +119,7 @@ impl Evently {
             claimed: u32::try_from(jobs.len()).unwrap_or(u32::MAX),
             ..Default::default()
         };
+        let mut done = Vec::with_capacity(jobs.len());
         for job in jobs {
             let kind = job.payload.kind();
             let waited = (now - job.run_at).to_std().unwrap_or_default();
@@ -119,7 +127,7 @@ impl Evently {
                 .record(waited.as_secs_f64());
             let outcome = match self.run_job(&job).await {
                 Ok(()) => {
-                    queue.complete(job.id).await?;
+                    done.push(job.id);
                     summary.succeeded += 1;
                     "ok"
                 }
@@ -141,6 +149,10 @@ impl Evently {
             metrics::counter!("evently_jobs_total", "queue" => queue_name.clone(), "kind" => kind, "outcome" => outcome)
                 .increment(1);
         }
+        // The pass's successes are marked done together (one call to the queue's backend). A pass
+        // that stops before this runs those jobs again once their lease lapses: every handler is
+        // idempotent.
+        queue.complete_many(&done).await?;
         Ok(summary)
     }
 

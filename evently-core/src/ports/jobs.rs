@@ -50,6 +50,25 @@ pub trait JobQueue: Send + Sync {
     async fn claim(&self, limit: u32, now: DateTime<Utc>, lease: Duration) -> R<Vec<Job>>;
     /// Marks a claimed job done.
     async fn complete(&self, id: JobId) -> R<()>;
+    /// Marks claimed jobs done: [`JobQueue::complete`] for many, in one call to the backend where
+    /// the queue can (the default completes them one by one). Completing is idempotent: after an
+    /// error some of the jobs may be done, and completing them again is harmless. An id that does
+    /// not exist is an error, as for `complete`.
+    async fn complete_many(&self, ids: &[JobId]) -> R<()> {
+        for &id in ids {
+            self.complete(id).await?;
+        }
+        Ok(())
+    }
+    /// [`JobQueue::accept`] for many jobs, in one call to the backend where the queue can (the
+    /// default accepts them one by one); per job, in order, whether it was taken.
+    async fn accept_many(&self, jobs: &[Job]) -> R<Vec<bool>> {
+        let mut taken = Vec::with_capacity(jobs.len());
+        for job in jobs {
+            taken.push(self.accept(job).await?);
+        }
+        Ok(taken)
+    }
     /// Records a failed attempt: queued again at `retry_at`, or dead (keeping `error`) when `retry_at` is `None`.
     async fn fail(&self, id: JobId, error: &str, retry_at: Option<DateTime<Utc>>) -> R<()>;
     /// By id.

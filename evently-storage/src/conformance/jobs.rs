@@ -282,6 +282,54 @@ pub async fn job_concurrent_enqueues_keep_one_per_dedupe_key(store: Arc<dyn Stor
     queue_concurrent_enqueues_keep_one_per_dedupe_key(store.job_queue()).await;
 }
 
+/// `complete_many` and `accept_many` have the effect of the single calls, many jobs at a time:
+/// completing is idempotent and refuses an unknown id; accepting refuses an id it has (also one
+/// earlier in the same call) and a live dedupe key.
+pub async fn queue_complete_many_and_accept_many(q: Arc<dyn JobQueue>) {
+    let mut ids = Vec::new();
+    for _ in 0..3 {
+        ids.push(enqueue(&q, &job(at(0), 0)).await);
+    }
+    assert_eq!(claim(&q, 10, at(0)).await, ids.iter().copied().collect());
+    q.complete_many(&ids).await.expect("complete_many");
+    for id in &ids {
+        assert_eq!(stored(&q, *id).await.status, JobStatus::Done);
+    }
+    q.complete_many(&ids)
+        .await
+        .expect("completing again is harmless");
+    q.complete_many(&[]).await.expect("nothing to complete");
+    assert!(
+        q.complete_many(&[JobId::new()]).await.is_err(),
+        "an unknown id is refused"
+    );
+
+    let key = unique("many");
+    let (a, b) = (handed_over(&job(at(0), 0)), handed_over(&job(at(0), 0)));
+    let (c, d) = (handed_over(&keyed_job(&key)), handed_over(&keyed_job(&key)));
+    let taken = q
+        .accept_many(&[a.clone(), b.clone(), c.clone(), d.clone(), a.clone()])
+        .await
+        .expect("accept_many");
+    assert_eq!(taken, vec![true, true, true, false, false]);
+    for taken in [&a, &b, &c] {
+        let s = stored(&q, taken.id).await;
+        assert_eq!((s.status, s.attempts), (JobStatus::Queued, 1));
+    }
+    assert!(q.job(d.id).await.expect("read").is_none());
+    assert!(
+        q.accept_many(&[])
+            .await
+            .expect("nothing to accept")
+            .is_empty()
+    );
+}
+
+/// [`queue_complete_many_and_accept_many`] on a store's own queue.
+pub async fn job_complete_many_and_accept_many(store: Arc<dyn Store>) {
+    queue_complete_many_and_accept_many(store.job_queue()).await;
+}
+
 /// A job as another queue hands it over: an id of its own, one attempt made, an error recorded.
 fn handed_over(job: &evently_core::NewJob) -> Job {
     Job {

@@ -124,6 +124,7 @@ macro_rules! store_conformance_tests {
                 job_enqueued_in_a_transaction_exists_only_if_committed,
                 job_dedupe_key_blocks_until_done,
                 job_concurrent_enqueues_keep_one_per_dedupe_key,
+                job_complete_many_and_accept_many,
                 job_claim_order_and_limit,
                 job_lease_lapses,
                 job_fail_retries_or_buries,
@@ -198,6 +199,7 @@ macro_rules! job_queue_conformance_tests {
                 queue_fail_retries_or_buries,
                 queue_dedupe_key_blocks_until_done,
                 queue_concurrent_enqueues_keep_one_per_dedupe_key,
+                queue_complete_many_and_accept_many,
                 queue_accept_is_idempotent,
             );
         }

@@ -284,6 +284,19 @@ impl JobQueue for PostgresStore {
         }
     }
 
+    async fn complete_many(&self, ids: &[JobId]) -> R<()> {
+        if ids.is_empty() {
+            return Ok(());
+        }
+        let found = self
+            .complete_batch(ids.iter().map(|id| id.0).collect())
+            .await?;
+        match found.contains(&0) {
+            true => Err(missing_job()),
+            false => Ok(()),
+        }
+    }
+
     async fn fail(&self, id: JobId, error: &str, retry_at: Option<DateTime<Utc>>) -> R<()> {
         let done = self
             .autocommit("fail job", || {

@@ -390,26 +390,7 @@ impl RedisJobQueue {
     /// Puts `job` in: 1 queued, 0 refused for its dedupe key, 2 the id exists. Concurrent calls go
     /// to Redis together (see [`Batcher`]).
     async fn put(&self, job: &Job) -> R<i64> {
-        let payload = serde_json::to_string(&job.payload).map_err(|e| StoreError::Backend {
-            message: format!("cannot encode job payload: {e}"),
-        })?;
-        let id = job.id.0.to_string();
-        let run_at = micros(job.run_at);
-        let args = vec![
-            id.clone(),
-            job.dedupe_key.clone().unwrap_or_default(),
-            flag(job.dedupe_key.is_some()).into(),
-            member(run_at, &id),
-            run_at.to_string(),
-            payload,
-            job.priority.to_string(),
-            job.attempts.to_string(),
-            job.max_attempts.to_string(),
-            micros(job.created_at).to_string(),
-            job.last_error.clone().unwrap_or_default(),
-            flag(job.last_error.is_some()).into(),
-            job.payload.kind().into(),
-        ];
+        let args = put_args(job)?;
         let send = |batch: Vec<Vec<String>>| self.put_batch(batch);
         match self.puts.submit(args.clone(), send).await {
             Some(r) => r,
@@ -722,6 +703,27 @@ impl JobQueue for RedisJobQueue {
         }
     }
 
+    async fn complete_many(&self, ids: &[JobId]) -> R<()> {
+        for chunk in ids.chunks(crate::group_commit::BATCH) {
+            let found = self
+                .complete_batch(chunk.iter().map(|id| id.0.to_string()).collect())
+                .await?;
+            if found.iter().any(|f| *f != 1) {
+                return Err(missing_job());
+            }
+        }
+        Ok(())
+    }
+
+    async fn accept_many(&self, jobs: &[Job]) -> R<Vec<bool>> {
+        let mut taken = Vec::with_capacity(jobs.len());
+        for chunk in jobs.chunks(crate::group_commit::BATCH) {
+            let batch = chunk.iter().map(put_args).collect::<R<Vec<_>>>()?;
+            taken.extend(self.put_batch(batch).await?.into_iter().map(|r| r == 1));
+        }
+        Ok(taken)
+    }
+
     async fn fail(&self, id: JobId, error: &str, retry_at: Option<DateTime<Utc>>) -> R<()> {
         let found = self.fail_id(&id.0.to_string(), error, retry_at).await?;
         tracing::debug!(backend = "redis", queue = %self.keys.name, job_id = %id, retry = retry_at.is_some(), "job failed");
@@ -809,6 +811,30 @@ impl JobQueue for RedisJobQueue {
             dead,
         })
     }
+}
+
+/// The PUT script's 13 values for `job`.
+fn put_args(job: &Job) -> R<Vec<String>> {
+    let payload = serde_json::to_string(&job.payload).map_err(|e| StoreError::Backend {
+        message: format!("cannot encode job payload: {e}"),
+    })?;
+    let id = job.id.0.to_string();
+    let run_at = micros(job.run_at);
+    Ok(vec![
+        id.clone(),
+        job.dedupe_key.clone().unwrap_or_default(),
+        flag(job.dedupe_key.is_some()).into(),
+        member(run_at, &id),
+        run_at.to_string(),
+        payload,
+        job.priority.to_string(),
+        job.attempts.to_string(),
+        job.max_attempts.to_string(),
+        micros(job.created_at).to_string(),
+        job.last_error.clone().unwrap_or_default(),
+        flag(job.last_error.is_some()).into(),
+        job.payload.kind().into(),
+    ])
 }
 
 #[cfg(test)]

@@ -130,6 +130,25 @@ impl JobQueue for SqliteStore {
         }
     }
 
+    async fn complete_many(&self, ids: &[JobId]) -> R<()> {
+        // One statement per few hundred ids (SQLite's limit on bound values is far above).
+        for chunk in ids.chunks(500) {
+            let mut q = sqlx::QueryBuilder::<sqlx::Sqlite>::new(
+                "UPDATE jobs SET status = 'done', locked_until = NULL WHERE id IN (",
+            );
+            let mut list = q.separated(", ");
+            for id in chunk {
+                list.push_bind(id_text(id.0));
+            }
+            q.push(")");
+            let done = q.build().execute(&self.writer).await.map_err(classify)?;
+            if done.rows_affected() != chunk.len() as u64 {
+                return Err(missing_job());
+            }
+        }
+        Ok(())
+    }
+
     async fn fail(&self, id: JobId, error: &str, retry_at: Option<DateTime<Utc>>) -> R<()> {
         let done = sqlx::query(
             "UPDATE jobs SET last_error = ?1, locked_until = NULL, \
