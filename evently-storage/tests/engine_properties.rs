@@ -1,6 +1,6 @@
 //! Property test of the booking state machine: random sequences of holds, bookings, confirmations,
 //! cancellations, expiry and waitlist moves on one small event, through the engine on the in-memory
-//! store. After every step the state is read back and checked against the invariants (seat accounting,
+//! store and on SQLite (where the engine combines an event's requests). After every step the state is read back and checked against the invariants (seat accounting,
 //! monotone statuses, a dense waitlist, offers backed by holds, tickets for confirmed bookings only),
 //! and each outcome is checked against what the state before the step allows.
 
@@ -10,7 +10,7 @@ use std::time::Duration as StdDuration;
 
 use chrono::{Duration, TimeZone, Utc};
 use evently_core::*;
-use evently_storage::MemoryStore;
+use evently_storage::{MemoryStore, SqliteStore};
 use proptest::prelude::*;
 use proptest::sample::Index;
 use proptest::test_runner::TestCaseError;
@@ -134,12 +134,12 @@ struct World {
     event: EventId,
 }
 
-async fn world(capacity: u32) -> World {
+async fn world(capacity: u32, store: Arc<dyn Store>) -> World {
     let clock = Arc::new(ManualClock::new(
         Utc.with_ymd_and_hms(2030, 1, 1, 9, 0, 0).unwrap(),
     ));
     let engine = Evently::builder()
-        .store(Arc::new(MemoryStore::new()))
+        .store(store)
         .clock(clock.clone())
         .config(EngineConfig {
             default_hold_ttl: HOLD_TTL,
@@ -642,8 +642,8 @@ async fn check(w: &World, model: &mut Model, s: &Snapshot) -> Result<(), TestCas
     Ok(())
 }
 
-async fn run(capacity: u32, ops: Vec<Op>) -> Result<(), TestCaseError> {
-    let w = world(capacity).await;
+async fn run(capacity: u32, ops: Vec<Op>, store: Arc<dyn Store>) -> Result<(), TestCaseError> {
+    let w = world(capacity, store).await;
     let mut model = Model::default();
     let mut pre = snapshot(&w).await?;
     check(&w, &mut model, &pre).await?;
@@ -660,6 +660,18 @@ async fn run(capacity: u32, ops: Vec<Op>) -> Result<(), TestCaseError> {
     Ok(())
 }
 
+fn on(
+    store: impl AsyncFnOnce() -> Arc<dyn Store>,
+    capacity: u32,
+    ops: Vec<Op>,
+) -> Result<(), TestCaseError> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async { run(capacity, ops, store().await).await })
+}
+
 proptest! {
     #![proptest_config(ProptestConfig {
         cases: 1024,
@@ -674,10 +686,27 @@ proptest! {
         capacity in 1u32..=8,
         ops in prop::collection::vec(op(), 1..=60),
     ) {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        rt.block_on(run(capacity, ops))?;
+        on(async || Arc::new(MemoryStore::new()) as Arc<dyn Store>, capacity, ops)?;
+    }
+}
+
+proptest! {
+    // Each case opens a fresh SQLite file (migrations included): fewer cases than on memory.
+    #![proptest_config(ProptestConfig {
+        cases: 128,
+        failure_persistence: None,
+        ..ProptestConfig::default()
+    })]
+
+    #[test]
+    fn the_booking_state_machine_keeps_its_invariants_on_sqlite(
+        capacity in 1u32..=8,
+        ops in prop::collection::vec(op(), 1..=60),
+    ) {
+        on(
+            async || Arc::new(SqliteStore::open_in_memory().await.expect("SQLite store")) as Arc<dyn Store>,
+            capacity,
+            ops,
+        )?;
     }
 }

@@ -238,6 +238,43 @@ pub async fn engine_never_oversells(store: Arc<dyn Store>) {
     assert_eq!(bookings.len(), 100);
 }
 
+/// Requests that share a transaction (stores that combine an event's requests) do not decide each
+/// other's outcome: 400 concurrent bookings, one in ten by a user the store does not know (its insert
+/// fails the foreign key and aborts whatever batch it is in). Every good request is confirmed, every
+/// bad one is `NotFound` for its user, and the counters equal the bookings.
+pub async fn engine_bad_request_in_a_shared_batch_decides_only_itself(store: Arc<dyn Store>) {
+    let h = Harness::new(store).await;
+    let ev = h.event(10_000).await;
+    let good = h.user("good").await;
+    let ghost = Actor::new(evently_core::UserId::new(), Role::User);
+    let tasks: Vec<_> = (0..400)
+        .map(|i| {
+            let engine = h.engine.clone();
+            let actor = if i % 10 == 0 { ghost } else { good };
+            tokio::spawn(async move {
+                let outcome = engine.book(&actor, BookingRequest::new(ev.id, 1)).await;
+                (actor == ghost, outcome)
+            })
+        })
+        .collect();
+    let mut confirmed = 0;
+    for t in tasks {
+        match t.await.expect("task panicked") {
+            (false, Ok(b)) if b.status == BookingStatus::Confirmed => confirmed += 1,
+            (
+                true,
+                Err(Error::NotFound {
+                    entity: evently_core::Entity::User,
+                    ..
+                }),
+            ) => {}
+            other => panic!("unexpected outcome {other:?}"),
+        }
+    }
+    assert_eq!(confirmed, 360);
+    assert_eq!(h.seats(&ev).await, (0, 360, 9_640));
+}
+
 /// The same idempotency key sent 50 times at once creates one booking, and every call returns it; the
 /// key with another quantity is a `Conflict`; another user's same key is theirs.
 pub async fn engine_idempotent_booking(store: Arc<dyn Store>) {

@@ -131,6 +131,7 @@ macro_rules! store_conformance_tests {
                 job_accept_is_idempotent,
                 // Engine rules on this store.
                 engine_never_oversells,
+                engine_bad_request_in_a_shared_batch_decides_only_itself,
                 engine_idempotent_booking,
                 engine_hold_expiry,
                 engine_waitlist_promotion,
