@@ -1,6 +1,6 @@
 //! Group commit for single-row queue operations: concurrent calls of one process are sent to the
-//! server together (used by the Redis and PostgreSQL job queues for `complete`, and by Redis for
-//! `enqueue`/`accept`).
+//! server together (used by the Redis and PostgreSQL job queues for `enqueue` and `complete`, and by
+//! Redis for `accept`).
 
 use std::future::Future;
 
@@ -15,16 +15,18 @@ type R<T> = Result<T, StoreError>;
 /// steps down (the next caller leads the next batch, which is sent while this one is on the wire),
 /// sends them (at most [`BATCH`] a call) and hands each caller its answer. A cancelled leader
 /// drops its callers' answers; they then send their own item alone.
-pub(crate) struct Batcher<T> {
-    state: std::sync::Mutex<BatchState<T>>,
+///
+/// `A` is one item's answer (by default a number the caller interprets).
+pub(crate) struct Batcher<T, A = i64> {
+    state: std::sync::Mutex<BatchState<T, A>>,
 }
 
-struct BatchState<T> {
-    waiting: Vec<(T, oneshot::Sender<R<i64>>)>,
+struct BatchState<T, A> {
+    waiting: Vec<(T, oneshot::Sender<R<A>>)>,
     leading: bool,
 }
 
-impl<T> Batcher<T> {
+impl<T, A> Batcher<T, A> {
     pub(crate) fn new() -> Self {
         Self {
             state: std::sync::Mutex::new(BatchState {
@@ -34,17 +36,17 @@ impl<T> Batcher<T> {
         }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, BatchState<T>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, BatchState<T, A>> {
         self.state
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// `item`'s answer from a batch sent with `send`; `None` when the leader was cancelled first.
-    pub(crate) async fn submit<F, Fut>(&self, item: T, send: F) -> Option<R<i64>>
+    pub(crate) async fn submit<F, Fut>(&self, item: T, send: F) -> Option<R<A>>
     where
         F: Fn(Vec<T>) -> Fut,
-        Fut: Future<Output = R<Vec<i64>>>,
+        Fut: Future<Output = R<Vec<A>>>,
     {
         let (tx, rx) = oneshot::channel();
         let lead = {
@@ -61,10 +63,10 @@ impl<T> Batcher<T> {
     async fn lead<F, Fut>(&self, send: F)
     where
         F: Fn(Vec<T>) -> Fut,
-        Fut: Future<Output = R<Vec<i64>>>,
+        Fut: Future<Output = R<Vec<A>>>,
     {
-        struct Cancelled<'a, T>(&'a Batcher<T>, bool);
-        impl<T> Drop for Cancelled<'_, T> {
+        struct Cancelled<'a, T, A>(&'a Batcher<T, A>, bool);
+        impl<T, A> Drop for Cancelled<'_, T, A> {
             fn drop(&mut self) {
                 if self.1 {
                     let mut g = self.0.lock();

@@ -533,3 +533,42 @@ async fn dedupe_keys_hold_across_enqueue_paths() {
     // Once done, the key is free again.
     assert!(queue.enqueue(&job).await.unwrap().is_some());
 }
+
+/// Concurrent enqueues share one statement; a job the database refuses (a time before its range)
+/// fails alone, not the jobs it was sent with.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_job_does_not_fail_the_enqueues_grouped_with_it() {
+    let store = fresh_store().await.expect("store");
+    let queue = store.job_queue();
+    let job = |run_at: DateTime<Utc>| {
+        NewJob::now(
+            JobPayload::ExpireHolds {
+                event_id: EventId::new(),
+            },
+            run_at,
+        )
+    };
+    let too_early = Utc.with_ymd_and_hms(-9000, 1, 1, 0, 0, 0).unwrap();
+    let calls: Vec<_> = (0..16)
+        .map(|i| {
+            let (queue, job) = (
+                queue.clone(),
+                job(if i == 7 { too_early } else { Utc::now() }),
+            );
+            tokio::spawn(async move { (i, queue.enqueue(&job).await) })
+        })
+        .collect();
+    for call in calls {
+        match call.await.expect("task") {
+            (7, result) => assert!(
+                result.is_err(),
+                "a time PostgreSQL cannot store: {result:?}"
+            ),
+            (i, result) => assert!(
+                matches!(result, Ok(Some(_))),
+                "enqueue {i}, grouped with the refused one: {result:?}"
+            ),
+        }
+    }
+    assert_eq!(queue.stats().await.expect("stats").queued, 15);
+}

@@ -119,7 +119,14 @@ impl Evently {
             claimed: u32::try_from(jobs.len()).unwrap_or(u32::MAX),
             ..Default::default()
         };
+        // Successes are marked done together, in one call to the queue: before a failure is
+        // recorded, once half the lease has passed (before another worker could claim them again),
+        // and at the end of the pass. A pass that stops in between (its future dropped) leaves its
+        // unmarked successes to run again once the lease lapses: every handler is idempotent.
         let mut done = Vec::with_capacity(jobs.len());
+        let mark_by = now
+            .checked_add_signed(chrono_dur(self.inner.config.job_lease / 2))
+            .unwrap_or(DateTime::<Utc>::MAX_UTC);
         for job in jobs {
             let kind = job.payload.kind();
             let waited = (now - job.run_at).to_std().unwrap_or_default();
@@ -128,6 +135,10 @@ impl Evently {
             let outcome = match self.run_job(&job).await {
                 Ok(()) => {
                     done.push(job.id);
+                    if self.now() >= mark_by {
+                        queue.complete_many(&done).await?;
+                        done.clear();
+                    }
                     summary.succeeded += 1;
                     "ok"
                 }
@@ -136,6 +147,8 @@ impl Evently {
                         backoff(now, job.attempts, self.inner.ids.uuid().as_u128() as u64)
                     });
                     tracing::warn!(job_id = %job.id, kind, attempt = job.attempts, error = %e, "job failed");
+                    queue.complete_many(&done).await?;
+                    done.clear();
                     queue.fail(job.id, &e, retry_at).await?;
                     if retry_at.is_some() {
                         summary.retried += 1;
@@ -149,9 +162,6 @@ impl Evently {
             metrics::counter!("evently_jobs_total", "queue" => queue_name.clone(), "kind" => kind, "outcome" => outcome)
                 .increment(1);
         }
-        // The pass's successes are marked done together (one call to the queue's backend). A pass
-        // that stops before this runs those jobs again once their lease lapses: every handler is
-        // idempotent.
         queue.complete_many(&done).await?;
         Ok(summary)
     }

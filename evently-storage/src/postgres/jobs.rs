@@ -21,6 +21,15 @@ type R<T> = Result<T, StoreError>;
 /// server closed, a deadlock); every operation here is safe to repeat.
 const ATTEMPTS: u32 = 3;
 
+/// The answer for the one job of a batch of one.
+fn only_answer(answers: Vec<R<i64>>) -> R<i64> {
+    answers.into_iter().next().unwrap_or_else(|| {
+        Err(StoreError::Backend {
+            message: "no answer for the enqueued job".into(),
+        })
+    })
+}
+
 fn missing_job() -> StoreError {
     StoreError::Backend {
         message: "job does not exist".into(),
@@ -41,11 +50,12 @@ pub(crate) struct Enqueued {
 
 impl PostgresStore {
     /// Inserts new queued jobs in one statement; per job, 1 if it is in the queue, 0 if a live job
-    /// with its dedupe key kept it out (also one earlier in the same batch).
+    /// with its dedupe key kept it out (also one earlier in the same batch), or the error that
+    /// refused it.
     ///
     /// Safe to repeat: a repeat after an attempt whose answer was lost but which committed meets
     /// `jobs_pkey`, and then the jobs that exist are the ones that were inserted.
-    async fn enqueue_batch(&self, items: Vec<Enqueued>) -> R<Vec<i64>> {
+    async fn enqueue_batch(&self, items: Vec<Enqueued>) -> R<Vec<R<i64>>> {
         let ids: Vec<uuid::Uuid> = items.iter().map(|j| j.id).collect();
         let kinds: Vec<&str> = items.iter().map(|j| j.kind).collect();
         let payloads: Vec<Json<&serde_json::Value>> =
@@ -55,7 +65,9 @@ impl PostgresStore {
         let max_attempts: Vec<i64> = items.iter().map(|j| j.max_attempts).collect();
         let dedupe_keys: Vec<Option<&str>> =
             items.iter().map(|j| j.dedupe_key.as_deref()).collect();
-        // WITH ORDINALITY keeps the callers' order, so of two jobs with one dedupe key the first wins.
+        // Rows go in ordered by dedupe key, so that concurrent batches wait for each other's keys in
+        // one order (never a deadlock), and then by the callers' order (WITH ORDINALITY), so that
+        // of two jobs with one dedupe key the first wins.
         let inserted = self
             .autocommit("enqueue jobs", || {
                 sqlx::query_scalar::<_, uuid::Uuid>(
@@ -66,7 +78,7 @@ impl PostgresStore {
                      FROM unnest($1::uuid[], $2::text[], $3::jsonb[], $4::smallint[], \
                                  $5::timestamptz[], $6::bigint[], $7::text[]) WITH ORDINALITY \
                           AS j(id, kind, payload, priority, run_at, max_attempts, dedupe_key, n) \
-                     ORDER BY n \
+                     ORDER BY dedupe_key, n \
                      ON CONFLICT (dedupe_key) WHERE status IN ('queued', 'running') DO NOTHING \
                      RETURNING id",
                 )
@@ -91,12 +103,22 @@ impl PostgresStore {
                 })
                 .await?
             }
+            // One job the database refuses (say, a time outside its range) must not fail the
+            // others it was sent with: each goes again alone.
+            Err(e) if items.len() > 1 && !e.is_transient() => {
+                let mut answers = Vec::with_capacity(items.len());
+                for item in items {
+                    let alone = Box::pin(self.enqueue_batch(vec![item])).await;
+                    answers.push(alone.and_then(only_answer));
+                }
+                return Ok(answers);
+            }
             Err(e) => return Err(e),
         };
         let present: std::collections::HashSet<uuid::Uuid> = present.into_iter().collect();
         Ok(ids
             .iter()
-            .map(|id| i64::from(present.contains(id)))
+            .map(|id| Ok(i64::from(present.contains(id))))
             .collect())
     }
 
@@ -188,10 +210,10 @@ impl JobQueue for PostgresStore {
         // Concurrent enqueues of this process share one INSERT (see `enqueue_batch`).
         let send = |items: Vec<Enqueued>| self.enqueue_batch(items);
         let inserted = match self.enqueues.submit(item.clone(), send).await {
-            Some(r) => r?,
+            Some(r) => r??,
             // The leader was cancelled before answering: insert this one alone. A job the leader's
             // statement did insert is found by its id, so it is not inserted twice.
-            None => self.enqueue_batch(vec![item]).await?[0],
+            None => only_answer(self.enqueue_batch(vec![item]).await?)?,
         };
         let enqueued = inserted != 0;
         tracing::debug!(backend = "postgres", job_id = %id, kind = job.payload.kind(), enqueued, "enqueue job");

@@ -93,7 +93,7 @@ pub struct PostgresStore {
     /// Concurrent job completions, sent as one statement.
     completions: Arc<crate::group_commit::Batcher<uuid::Uuid>>,
     /// Concurrent enqueues, sent as one statement.
-    enqueues: Arc<crate::group_commit::Batcher<jobs::Enqueued>>,
+    enqueues: Arc<crate::group_commit::Batcher<jobs::Enqueued, R<i64>>>,
     /// Connections the pool closed because they came back inside a transaction.
     discards: Arc<crate::pool_guard::Discards>,
     /// A test database dropped with the last clone of the store (declared last: dropped after the pool).

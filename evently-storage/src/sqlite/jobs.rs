@@ -131,7 +131,10 @@ impl JobQueue for SqliteStore {
     }
 
     async fn complete_many(&self, ids: &[JobId]) -> R<()> {
-        // One statement per few hundred ids (SQLite's limit on bound values is far above).
+        // Each id once (a repeated id would count as missing below), one statement per few hundred
+        // ids (SQLite's limit on bound values is far above).
+        let mut seen = std::collections::HashSet::with_capacity(ids.len());
+        let ids: Vec<JobId> = ids.iter().copied().filter(|id| seen.insert(*id)).collect();
         for chunk in ids.chunks(500) {
             let mut q = sqlx::QueryBuilder::<sqlx::Sqlite>::new(
                 "UPDATE jobs SET status = 'done', locked_until = NULL WHERE id IN (",
