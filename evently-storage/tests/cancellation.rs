@@ -8,7 +8,8 @@
 //!   is set far beyond the test, so it cannot hide one);
 //! - every later request succeeds, promptly, on every event (a lost hand-over of an event's booking
 //!   queue would make them wait forever);
-//! - each event's seat counters equal its held and confirmed bookings.
+//! - each event's seat counters equal its held and confirmed bookings;
+//! - through the Redis read cache, what the cache shows equals what the store holds.
 //!
 //! The random seed is printed; `EVENTLY_CANCEL_SEED` replays the same calls and timeouts (not the
 //! same interleaving of tasks, which the scheduler decides).
@@ -25,6 +26,7 @@ use async_trait::async_trait;
 use evently_core::*;
 use evently_storage::conformance::assert_counters_match_bookings;
 use evently_storage::postgres::testing::TestDatabase;
+use evently_storage::redis::{CacheConfig, CachedStore, RedisConfig, RedisConnection};
 use evently_storage::{MemoryStore, PostgresStore, SqliteStore};
 
 /// Concurrent tasks in the storm and calls each makes.
@@ -326,6 +328,72 @@ async fn dropped_futures_strand_nothing_on_sqlite() {
     // A writer connection stranded inside a transaction would make every later write fail or wait.
     everything_answers(&w).await;
     assert_counters_match_bookings(&store, &w.events).await;
+    assert_eq!(store.connections_discarded(), 0);
+}
+
+/// The same storm through the Redis read cache in front of PostgreSQL, with readers filling the cache
+/// all along and entries that would live an hour: a commit whose caller went away must still
+/// invalidate what it changed, so that afterwards the cache shows what the store holds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn dropped_futures_leave_the_redis_cache_true() {
+    let (store, _db) = postgres_store().await;
+    let url = std::env::var("EVENTLY_TEST_REDIS_URL")
+        .ok()
+        .filter(|u| !u.is_empty())
+        .unwrap_or_else(|| "redis://127.0.0.1:6379".into());
+    let mut redis_config = RedisConfig::new(url.clone());
+    redis_config.key_prefix = format!("evently-test:{}:", uuid::Uuid::new_v4().simple());
+    let redis = RedisConnection::new(redis_config).expect("Redis configuration");
+    redis
+        .ping()
+        .await
+        .unwrap_or_else(|e| panic!("Redis at {url} must be up for this test: {e}"));
+    let hour = Duration::from_secs(3600);
+    let cached = CachedStore::with_config(
+        Arc::new(store.clone()),
+        redis.clone(),
+        CacheConfig {
+            event_ttl: hour,
+            availability_ttl: hour,
+        },
+    );
+    let w = Arc::new(world(Arc::new(cached.clone())).await);
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let readers: Vec<_> = (0..2)
+        .map(|_| {
+            let (cached, events, stop) = (cached.clone(), w.events.clone(), stop.clone());
+            tokio::spawn(async move {
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    for &id in &events {
+                        let _ = cached.availability(id).await;
+                        let _ = cached.event(id).await;
+                    }
+                    tokio::task::yield_now().await;
+                }
+            })
+        })
+        .collect();
+    storm(&w).await;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    for r in readers {
+        r.await.expect("reader");
+    }
+    for &id in &w.events {
+        let truth = promptly("availability", w.engine.availability(id)).await;
+        let shown = cached.availability(id).await.expect("cached availability");
+        assert_eq!(
+            shown.value,
+            Some(truth),
+            "event {id}: the cache against the store"
+        );
+        let event = promptly("the event", w.engine.event(id)).await;
+        let shown = cached.event(id).await.expect("cached event");
+        assert_eq!(
+            shown.value,
+            Some(event),
+            "event {id}: the cache against the store"
+        );
+    }
     assert_eq!(store.connections_discarded(), 0);
 }
 

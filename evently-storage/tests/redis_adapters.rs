@@ -2,6 +2,8 @@
 //! `redis://127.0.0.1:6379`), each test under a key prefix of its own. An unreachable Redis fails
 //! the tests.
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
@@ -29,23 +31,6 @@ async fn connection() -> RedisConnection {
         .await
         .unwrap_or_else(|e| panic!("Redis at {} must be up for these tests: {e}", redis_url()));
     conn
-}
-
-/// Deletes every key under the connection's prefix (fencing-token counters never expire on their own).
-fn forget(conn: &RedisConnection) {
-    let url = redis_url();
-    let pattern = format!("{}*", conn.config().key_prefix);
-    let keys = std::process::Command::new("redis-cli")
-        .args(["-u", &url, "--scan", "--pattern", &pattern])
-        .output()
-        .expect("redis-cli must be installed");
-    for key in String::from_utf8_lossy(&keys.stdout).lines() {
-        let deleted = std::process::Command::new("redis-cli")
-            .args(["-u", &url, "DEL", key])
-            .output()
-            .expect("redis-cli");
-        assert!(deleted.status.success());
-    }
 }
 
 // The whole store conformance suite through the cache wrapper: it changes no behaviour of the store.
@@ -339,7 +324,7 @@ async fn a_lock_grant_nobody_received_is_released() {
         .await
         .expect("the orphaned grant was released");
     guard.release().await.unwrap();
-    forget(&conn);
+    common::forget_redis_keys(&conn);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -388,7 +373,7 @@ async fn lock_is_exclusive_and_fencing_tokens_grow() {
     let c = locks.acquire("job", Duration::from_secs(5)).await.unwrap();
     assert!(c.token() > b_token);
     c.release().await.unwrap();
-    forget(&conn);
+    common::forget_redis_keys(&conn);
 }
 
 /// Many contenders: at most one holds the lock at any time, and tokens are handed out in order.
@@ -422,5 +407,5 @@ async fn lock_contention_grants_one_at_a_time() {
     let tokens = tokens.lock().unwrap().clone();
     assert_eq!(tokens.len(), 20);
     assert!(tokens.windows(2).all(|w| w[0] < w[1]), "{tokens:?}");
-    forget(&conn);
+    common::forget_redis_keys(&conn);
 }

@@ -65,3 +65,20 @@ pub async fn event(engine: &Evently, admin: &Actor, capacity: u32) -> Event {
         .await
         .unwrap()
 }
+
+/// Deletes every key under the connection's prefix (fencing-token counters never expire on their own).
+pub fn forget_redis_keys(conn: &evently_storage::redis::RedisConnection) {
+    let url = conn.config().url.clone();
+    let pattern = format!("{}*", conn.config().key_prefix);
+    let keys = std::process::Command::new("redis-cli")
+        .args(["-u", &url, "--scan", "--pattern", &pattern])
+        .output()
+        .expect("redis-cli must be installed");
+    for key in String::from_utf8_lossy(&keys.stdout).lines() {
+        let deleted = std::process::Command::new("redis-cli")
+            .args(["-u", &url, "DEL", key])
+            .output()
+            .expect("redis-cli");
+        assert!(deleted.status.success());
+    }
+}
