@@ -11,10 +11,10 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use evently_conformance::assert_counters_match_bookings;
 use evently_core::{Actor, Evently, Role, Store};
 use evently_http::worker::Worker;
 use evently_http::{AppState, AuthSettings, PasswordParams, app};
-use evently_storage::conformance::assert_counters_match_bookings;
 use evently_storage::postgres::testing::TestDatabase;
 use evently_storage::{PostgresStore, SqliteStore};
 use tokio::io::AsyncWriteExt;

@@ -9,12 +9,10 @@
 //! - `redis` (feature `redis`): a read cache in front of any store, a GCRA rate limiter, a lock
 //!   with fencing tokens and a job queue (`redis::RedisJobQueue`) to use as the engine's work queue.
 //!
-//! Every store passes the same conformance suite ([`conformance`], feature `testing`), which an
+//! Every store passes the same conformance suite (the `evently-conformance` crate), which an
 //! integrator can run against their own store too.
 #![warn(missing_docs)]
 
-#[cfg(feature = "testing")]
-pub mod conformance;
 #[cfg(any(feature = "redis", feature = "postgres"))]
 mod group_commit;
 pub mod memory;

@@ -23,8 +23,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
+use evently_conformance::assert_counters_match_bookings;
 use evently_core::*;
-use evently_storage::conformance::assert_counters_match_bookings;
 use evently_storage::postgres::testing::TestDatabase;
 use evently_storage::redis::{CacheConfig, CachedStore, RedisConfig, RedisConnection};
 use evently_storage::{MemoryStore, PostgresStore, SqliteStore};

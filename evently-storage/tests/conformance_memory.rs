@@ -5,6 +5,6 @@ use std::sync::Arc;
 use evently_core::Store;
 use evently_storage::MemoryStore;
 
-evently_storage::store_conformance_tests!(async || -> Arc<dyn Store> {
+evently_conformance::store_conformance_tests!(async || -> Arc<dyn Store> {
     Arc::new(MemoryStore::new())
 });

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use evently_core::Store;
 use evently_storage::postgres::testing::fresh_store_with;
 
-evently_storage::store_conformance_tests!(mod deferred_writes, async || -> Arc<dyn Store> {
+evently_conformance::store_conformance_tests!(mod deferred_writes, async || -> Arc<dyn Store> {
     Arc::new(
         fresh_store_with(|cfg| cfg.defer_writes = true)
             .await
@@ -18,7 +18,7 @@ evently_storage::store_conformance_tests!(mod deferred_writes, async || -> Arc<d
     )
 });
 
-evently_storage::store_conformance_tests!(mod immediate_writes, async || -> Arc<dyn Store> {
+evently_conformance::store_conformance_tests!(mod immediate_writes, async || -> Arc<dyn Store> {
     Arc::new(
         fresh_store_with(|cfg| cfg.defer_writes = false)
             .await

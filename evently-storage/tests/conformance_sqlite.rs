@@ -5,7 +5,7 @@ use std::sync::Arc;
 use evently_core::Store;
 use evently_storage::SqliteStore;
 
-evently_storage::store_conformance_tests!(async || -> Arc<dyn Store> {
+evently_conformance::store_conformance_tests!(async || -> Arc<dyn Store> {
     Arc::new(
         SqliteStore::open_in_memory()
             .await

@@ -34,7 +34,7 @@ async fn connection() -> RedisConnection {
 }
 
 // The whole store conformance suite through the cache wrapper: it changes no behaviour of the store.
-evently_storage::store_conformance_tests!(mod cached_memory_conformance, async || -> Arc<dyn Store> {
+evently_conformance::store_conformance_tests!(mod cached_memory_conformance, async || -> Arc<dyn Store> {
     Arc::new(CachedStore::new(Arc::new(MemoryStore::new()), connection().await))
 });
 

@@ -113,7 +113,7 @@ impl JobQueue for TestQueue {
     }
 }
 
-evently_storage::job_queue_conformance_tests!(mod redis_conformance, async || -> Arc<dyn JobQueue> {
+evently_conformance::job_queue_conformance_tests!(mod redis_conformance, async || -> Arc<dyn JobQueue> {
     Arc::new(TestQueue::new().await)
 });
 

@@ -1,6 +1,6 @@
 //! The storage port: repositories behind one transaction.
 //!
-//! Contract every adapter keeps (the conformance suite in `evently-storage` checks it):
+//! Contract every adapter keeps (the conformance suite, crate `evently-conformance`, checks it):
 //! - Everything done through one [`Transaction`] commits atomically or not at all; dropping a
 //!   transaction without [`Transaction::commit`] rolls it back.
 //! - [`EventRepository::event`] with [`LockMode::ForUpdate`] serialises: no other transaction may read the

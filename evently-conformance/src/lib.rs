@@ -1,5 +1,6 @@
-//! The conformance suite every Evently store must pass: the in-memory, SQLite and PostgreSQL stores here,
-//! and an integrator's own [`Store`].
+//! The conformance suite every Evently store must pass: the in-memory, SQLite and PostgreSQL stores of
+//! `evently-storage`, and an integrator's own [`Store`]. It depends on `evently-core` and tokio only:
+//! no database driver and none of our stores comes into a build that runs it.
 //!
 //! It holds a store to the contract of [`evently_core::ports`] (atomic transactions, `ForUpdate`
 //! serialisation, constraint errors, list orders, round trips of every field, the job queue) and runs
@@ -9,7 +10,7 @@
 //!
 //! # Running it on your store
 //!
-//! Enable the `testing` feature in your dev-dependencies and invoke
+//! Add this crate to your dev-dependencies and invoke
 //! [`store_conformance_tests!`](crate::store_conformance_tests) in an integration test with an async
 //! closure that returns a fresh, empty store. It expands to a module `store_conformance` holding one
 //! `#[tokio::test(flavor = "multi_thread", worker_threads = 2)]` per case, so `cargo test` lists and
@@ -20,7 +21,7 @@
 //! ```text
 //! # Cargo.toml
 //! [dev-dependencies]
-//! evently-storage = { version = "0.1", features = ["testing"] }
+//! evently-conformance = "0.1"
 //! ```
 //!
 //! ```
@@ -30,13 +31,13 @@
 //! use evently_core::Store;
 //! use evently_storage::MemoryStore; // your store here
 //!
-//! evently_storage::store_conformance_tests!(async || -> Arc<dyn Store> {
+//! evently_conformance::store_conformance_tests!(async || -> Arc<dyn Store> {
 //!     Arc::new(MemoryStore::new())
 //! });
 //!
 //! // Without the macro, call a case yourself: each is a public async fn taking a fresh store.
 //! async fn one_case() {
-//!     evently_storage::conformance::for_update_serialises_read_modify_write(Arc::new(
+//!     evently_conformance::for_update_serialises_read_modify_write(Arc::new(
 //!         MemoryStore::new(),
 //!     ))
 //!     .await;
@@ -49,6 +50,8 @@
 //! contract allows; any other store error fails the case.
 //!
 //! Timestamps in the suite carry whole microseconds, the precision SQL stores keep.
+
+#![warn(missing_docs)]
 
 mod engine;
 mod fixtures;
@@ -71,7 +74,7 @@ pub use tokio;
 
 /// Expands to one `#[tokio::test(flavor = "multi_thread", worker_threads = 2)]` per conformance case,
 /// each running the case on a fresh store from `$factory` (an async closure, or any closure returning a
-/// future, that yields an `Arc<dyn Store>`). See the [`conformance`](crate::conformance) module.
+/// future, that yields an `Arc<dyn Store>`). See the crate documentation.
 ///
 /// `store_conformance_tests!(factory)` puts the tests in a module `store_conformance`;
 /// `store_conformance_tests!(mod name, factory)` names the module.
@@ -91,7 +94,7 @@ macro_rules! store_conformance_tests {
             #[allow(unused_imports)]
             use super::*;
             #[allow(unused_imports)]
-            use $crate::conformance::tokio;
+            use $crate::tokio;
 
             $($factory_fn)?
 
@@ -158,15 +161,15 @@ macro_rules! __store_conformance_case {
             #[allow(clippy::redundant_closure_call)]
             async fn $case() {
                 let factory = $factory;
-                let store: ::std::sync::Arc<dyn $crate::conformance::Store> = factory().await;
-                $crate::conformance::$case(store).await;
+                let store: ::std::sync::Arc<dyn $crate::Store> = factory().await;
+                $crate::$case(store).await;
             }
         )*
     };
 }
 
 /// Expands to one `#[tokio::test(flavor = "multi_thread", worker_threads = 2)]` per job-queue case
-/// (the `queue_*` functions of [`conformance`](crate::conformance)), each on a fresh, empty queue from
+/// (the `queue_*` functions of this crate), each on a fresh, empty queue from
 /// `$factory` (an async closure yielding an `Arc<dyn JobQueue>`), for a queue that is not a store's own
 /// (a Redis queue, say). `job_queue_conformance_tests!(mod name, factory)` names the module (default
 /// `job_queue_conformance`).
@@ -177,7 +180,7 @@ macro_rules! __store_conformance_case {
 /// use evently_core::JobQueue;
 /// use evently_storage::MemoryStore; // your queue here
 ///
-/// evently_storage::job_queue_conformance_tests!(async || -> Arc<dyn JobQueue> {
+/// evently_conformance::job_queue_conformance_tests!(async || -> Arc<dyn JobQueue> {
 ///     Arc::new(MemoryStore::new())
 /// });
 /// # fn main() {}
@@ -189,7 +192,7 @@ macro_rules! job_queue_conformance_tests {
             #[allow(unused_imports)]
             use super::*;
             #[allow(unused_imports)]
-            use $crate::conformance::tokio;
+            use $crate::tokio;
 
             async fn evently_conformance_queue() -> $ret $body
 
@@ -218,8 +221,8 @@ macro_rules! __job_queue_conformance_case {
         $(
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn $case() {
-                let queue: ::std::sync::Arc<dyn $crate::conformance::JobQueue> = $factory().await;
-                $crate::conformance::$case(queue).await;
+                let queue: ::std::sync::Arc<dyn $crate::JobQueue> = $factory().await;
+                $crate::$case(queue).await;
             }
         )*
     };
