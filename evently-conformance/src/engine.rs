@@ -238,8 +238,9 @@ pub async fn engine_never_oversells(store: Arc<dyn Store>) {
     assert_eq!(bookings.len(), 100);
 }
 
-/// Requests that share a transaction (stores that combine an event's requests) do not decide each
-/// other's outcome: 400 concurrent bookings, one in ten by a user the store does not know (its insert
+/// Requests that share a transaction (the engine combines concurrent requests for one event, up to
+/// [`EngineConfig::max_batch`](evently_core::EngineConfig::max_batch)) do not decide each other's
+/// outcome: 400 concurrent bookings, one in ten by a user the store does not know (its insert
 /// fails the foreign key and aborts whatever batch it is in). Every good request is confirmed, every
 /// bad one is `NotFound` for its user, and the counters equal the bookings.
 pub async fn engine_bad_request_in_a_shared_batch_decides_only_itself(store: Arc<dyn Store>) {

@@ -1,17 +1,19 @@
-//! Records with non-default values, and generic insert / read-back / update helpers over them, so each
-//! case states only what it checks.
+//! Records with non-default values, one-record writes built on [`Transaction::apply`], and generic
+//! insert / read-back / update helpers over the records, so each case states only what it checks.
 
 use std::collections::BTreeMap;
 use std::fmt::Debug;
 use std::future::Future;
 use std::sync::Arc;
 
+use async_trait::async_trait;
 use chrono::{DateTime, Duration, TimeZone, Utc};
+use evently_core::ports::DeliveryRecord;
 use evently_core::{
-    Booking, BookingId, BookingSource, BookingStatus, Currency, Event, EventFilter, EventId,
-    JobPayload, Money, NewJob, Notification, NotificationId, NotificationKind, PushSubscription,
-    PushSubscriptionId, Role, Store, StoreError, Ticket, TicketId, Transaction, User, UserId,
-    WaitlistEntry, WaitlistEntryId, WaitlistStatus,
+    Booking, BookingId, BookingSource, BookingStatus, Changes, Currency, Event, EventFilter,
+    EventId, Job, JobPayload, Money, NewJob, Notification, NotificationId, NotificationKind,
+    PushSubscription, PushSubscriptionId, Role, Store, StoreError, Ticket, TicketId, Transaction,
+    User, UserId, WaitlistEntry, WaitlistEntryId, WaitlistStatus,
 };
 use uuid::Uuid;
 
@@ -45,26 +47,26 @@ pub(super) async fn read(store: &Arc<dyn Store>) -> Box<dyn Transaction> {
     store.begin_read().await.expect("begin a read transaction")
 }
 
-/// A constraint kind a refused write must report.
+/// The error a refused write must report: its kind and the constraint's name as in `migrations/`.
 #[derive(Debug, Clone, Copy)]
 pub(super) enum Refusal {
-    Unique,
-    ForeignKey,
-    Check,
+    Unique(&'static str),
+    ForeignKey(&'static str),
+    Check(&'static str),
 }
 
-/// Asserts `r` failed with the `kind` of error; `what` names the case in the message.
-pub(super) fn assert_refused<T: Debug>(r: Result<T, StoreError>, kind: Refusal, what: &str) {
-    let ok = matches!(
-        (&r, kind),
-        (Err(StoreError::UniqueViolation { .. }), Refusal::Unique)
-            | (
-                Err(StoreError::ForeignKeyViolation { .. }),
-                Refusal::ForeignKey
-            )
-            | (Err(StoreError::CheckViolation { .. }), Refusal::Check)
-    );
-    assert!(ok, "{what}: expected a {kind:?} violation, got {r:?}");
+/// Asserts `r` failed with the kind of error and the constraint name `refusal` says; `what` names the
+/// case in the message.
+pub(super) fn assert_refused<T: Debug>(r: Result<T, StoreError>, refusal: Refusal, what: &str) {
+    let ok = match (&r, refusal) {
+        (Err(StoreError::UniqueViolation { constraint }), Refusal::Unique(name))
+        | (Err(StoreError::ForeignKeyViolation { constraint }), Refusal::ForeignKey(name))
+        | (Err(StoreError::CheckViolation { constraint }), Refusal::Check(name)) => {
+            constraint == name
+        }
+        _ => false,
+    };
+    assert!(ok, "{what}: expected {refusal:?}, got {r:?}");
 }
 
 /// Runs `f` until it succeeds, retrying the whole attempt while the store says the failure is transient.
@@ -83,6 +85,89 @@ where
             }
             Err(e) => panic!("store failure after {attempt} attempt(s): {e:?}"),
         }
+    }
+}
+
+/// One-record writes, each one change set applied with [`Transaction::apply`].
+#[async_trait]
+pub(super) trait Writes: Transaction {
+    /// Writes the event's every mutable field.
+    async fn update_event(&mut self, e: &Event) -> Result<(), StoreError> {
+        self.apply(Changes {
+            updated_events: vec![e.clone()],
+            ..Changes::default()
+        })
+        .await
+    }
+
+    /// Writes the booking's status, `held_until` and `updated_at`.
+    async fn update_booking(&mut self, b: &Booking) -> Result<(), StoreError> {
+        self.apply(Changes {
+            updated_bookings: vec![b.clone()],
+            ..Changes::default()
+        })
+        .await
+    }
+
+    /// Writes the entry's status and offer fields.
+    async fn update_waitlist_entry(&mut self, w: &WaitlistEntry) -> Result<(), StoreError> {
+        self.apply(Changes {
+            updated_waitlist_entries: vec![w.clone()],
+            ..Changes::default()
+        })
+        .await
+    }
+
+    /// Marks the notification sent at `at` (if it is not yet).
+    async fn mark_sent(&mut self, id: NotificationId, at: DateTime<Utc>) -> Result<(), StoreError> {
+        self.apply(Changes {
+            notifications_sent: vec![(id, at)],
+            ..Changes::default()
+        })
+        .await
+    }
+
+    /// Records that `channel` delivered the notification at `at`.
+    async fn record_delivery(
+        &mut self,
+        id: NotificationId,
+        channel: &str,
+        at: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        self.apply(Changes {
+            deliveries: vec![delivery(id, channel, at)],
+            ..Changes::default()
+        })
+        .await
+    }
+
+    /// Deletes the push subscription of `endpoint`, if there is one.
+    async fn remove_push(&mut self, endpoint: &str) -> Result<(), StoreError> {
+        self.apply(Changes {
+            removed_push_subscriptions: vec![endpoint.to_string()],
+            ..Changes::default()
+        })
+        .await
+    }
+
+    /// Enqueues the job with the transaction.
+    async fn enqueue_job(&mut self, job: &NewJob) -> Result<(), StoreError> {
+        self.apply(Changes {
+            new_jobs: vec![job.clone()],
+            ..Changes::default()
+        })
+        .await
+    }
+}
+
+impl<T: Transaction + ?Sized> Writes for T {}
+
+/// A delivery record of `channel`.
+pub(super) fn delivery(id: NotificationId, channel: &str, at: DateTime<Utc>) -> DeliveryRecord {
+    DeliveryRecord {
+        notification_id: id,
+        channel: channel.to_string(),
+        at,
     }
 }
 
@@ -225,6 +310,44 @@ pub(super) fn job(run_at: DateTime<Utc>, priority: i16) -> NewJob {
     }
 }
 
+/// The fields of a stored job that its [`NewJob`] sets.
+pub(super) fn as_new(j: &Job) -> NewJob {
+    NewJob {
+        payload: j.payload.clone(),
+        priority: j.priority,
+        run_at: j.run_at,
+        max_attempts: j.max_attempts,
+        dedupe_key: j.dedupe_key.clone(),
+    }
+}
+
+/// Claims every job of the store's queue due within ten years of `t0` and completes it (so the next
+/// call sees only jobs queued after this one); returns the claimed jobs, as [`NewJob`]s.
+pub(super) async fn drain_jobs(store: &Arc<dyn Store>) -> Vec<NewJob> {
+    let queue = store.job_queue();
+    let claimed = queue
+        .claim(
+            1_000,
+            t0() + Duration::days(3650),
+            std::time::Duration::from_secs(60),
+        )
+        .await
+        .expect("claim");
+    for j in &claimed {
+        queue.complete(j.id).await.expect("complete");
+    }
+    claimed.iter().map(as_new).collect()
+}
+
+/// Asserts `got` and `want` hold the same jobs, in any order.
+pub(super) fn assert_same_jobs(got: &[NewJob], want: &[NewJob], what: &str) {
+    let missing: Vec<_> = want.iter().filter(|j| !got.contains(j)).collect();
+    assert!(
+        got.len() == want.len() && missing.is_empty(),
+        "{what}: jobs {got:?}, expected {want:?}"
+    );
+}
+
 /// One stored record of any kind, so one helper inserts, reads back or updates them all.
 #[derive(Debug, Clone, PartialEq)]
 pub(super) enum Rec {
@@ -273,49 +396,117 @@ pub(super) fn one_of_each() -> Vec<Rec> {
     ]
 }
 
-/// Inserts `r`; a waitlist entry gets the `seq` the store assigned.
-pub(super) async fn insert(tx: &mut dyn Transaction, r: &mut Rec) -> Result<(), StoreError> {
-    match r {
-        Rec::User(u) => tx.insert_user(u).await,
-        Rec::Event(e) => tx.insert_event(e).await,
-        Rec::Booking(b) => tx.insert_booking(b).await,
-        Rec::Entry(w) => {
-            w.seq = tx.insert_waitlist_entry(w).await?;
-            Ok(())
+/// The change set inserting `recs` (a push subscription is upserted).
+pub(super) fn inserts(recs: &[Rec]) -> Changes {
+    let mut c = Changes::default();
+    for r in recs {
+        match r.clone() {
+            Rec::User(u) => c.new_users.push(u),
+            Rec::Event(e) => c.new_events.push(e),
+            Rec::Booking(b) => c.new_bookings.push(b),
+            Rec::Entry(w) => c.new_waitlist_entries.push(w),
+            Rec::Tickets(t) => c.new_tickets.extend(t),
+            Rec::Notification(n) => c.new_notifications.push(n),
+            Rec::Push(p) => c.push_subscriptions.push(p),
         }
-        Rec::Tickets(t) => tx.insert_tickets(t).await,
-        Rec::Notification(n) => tx.insert_notification(n).await,
-        Rec::Push(p) => tx.upsert_push_subscription(p).await,
     }
+    c
 }
 
-/// Inserts every record in one transaction and commits.
+/// Inserts `recs` as one change set; each waitlist entry then gets the `seq` the store assigned, read
+/// back in the same transaction.
+pub(super) async fn insert_all(
+    tx: &mut dyn Transaction,
+    recs: &mut [Rec],
+) -> Result<(), StoreError> {
+    tx.apply(inserts(recs)).await?;
+    for r in recs.iter_mut() {
+        if let Rec::Entry(w) = r {
+            let stored = tx.waitlist_entry(w.id).await?.unwrap_or_else(|| {
+                panic!("a waitlist entry is not visible to the transaction that inserted it: {w:?}")
+            });
+            w.seq = stored.seq;
+        }
+    }
+    Ok(())
+}
+
+/// Inserts every record in one transaction, as one change set, and commits.
 pub(super) async fn put(store: &Arc<dyn Store>, recs: &mut [Rec]) {
     let mut tx = begin(store).await;
-    for r in recs.iter_mut() {
-        insert(&mut *tx, r)
-            .await
-            .unwrap_or_else(|e| panic!("insert {r:?}: {e:?}"));
-    }
+    insert_all(&mut *tx, recs)
+        .await
+        .unwrap_or_else(|e| panic!("insert {recs:?}: {e:?}"));
     tx.commit().await.expect("commit");
 }
 
-/// Inserts `r` in a transaction of its own, expects the write refused with `kind`, and checks that
-/// nothing of it is stored.
-///
-/// A store may report the violation by the write itself or, when it defers writes (the PostgreSQL
-/// store sends them in batches), by a later call of the same transaction, at the latest by
-/// `commit`; either way with the right kind, and nothing of the transaction is stored.
-pub(super) async fn refuse(store: &Arc<dyn Store>, mut r: Rec, kind: Refusal, what: &str) {
+/// Inserts `r` in a transaction of its own and expects the write refused as `refusal` says, and
+/// nothing of it stored (see [`refuse_changes`]).
+pub(super) async fn refuse(store: &Arc<dyn Store>, r: Rec, refusal: Refusal, what: &str) {
+    let mut tx = read(store).await;
+    let before = fetch(&mut *tx, &r).await;
+    drop(tx);
+    refuse_changes(store, inserts(std::slice::from_ref(&r)), refusal, what).await;
+    let mut tx = read(store).await;
+    assert_eq!(fetch(&mut *tx, &r).await, before, "{what}: stored anyway");
+}
+
+/// Applies `changes` in a transaction of its own and expects the call refused as `refusal` says; then
+/// drops the transaction and checks that none of the records the change set creates is stored.
+pub(super) async fn refuse_changes(
+    store: &Arc<dyn Store>,
+    changes: Changes,
+    refusal: Refusal,
+    what: &str,
+) {
     {
         let mut tx = begin(store).await;
-        match insert(&mut *tx, &mut r).await {
-            Ok(()) => assert_refused(tx.commit().await, kind, what),
-            refused => assert_refused(refused, kind, what),
-        }
+        assert_refused(tx.apply(changes.clone()).await, refusal, what);
     }
     let mut tx = read(store).await;
-    assert_ne!(fetch(&mut *tx, &r).await, Some(r), "{what}: stored anyway");
+    assert_none_stored(&mut *tx, &changes, what).await;
+}
+
+/// Asserts that none of the records `c` creates (users, events, waitlist entries, bookings, tickets,
+/// notifications, push subscriptions) is stored: no record with its id, no ticket of its number and id,
+/// no push subscription equal to it.
+pub(super) async fn assert_none_stored(tx: &mut dyn Transaction, c: &Changes, what: &str) {
+    let res: Result<(), StoreError> = async {
+        for u in &c.new_users {
+            assert_eq!(tx.user(u.id).await?, None, "{what}: user stored");
+        }
+        for e in &c.new_events {
+            let stored = tx.event(e.id, evently_core::LockMode::None).await?;
+            assert_eq!(stored, None, "{what}: event stored");
+        }
+        for w in &c.new_waitlist_entries {
+            let stored = tx.waitlist_entry(w.id).await?;
+            assert_eq!(stored, None, "{what}: waitlist entry stored");
+        }
+        for b in &c.new_bookings {
+            assert_eq!(tx.booking(b.id).await?, None, "{what}: booking stored");
+        }
+        for t in &c.new_tickets {
+            let by_number = tx.ticket_by_number(&t.number).await?;
+            assert_ne!(by_number.map(|x| x.id), Some(t.id), "{what}: ticket stored");
+            let of_booking = tx.tickets_for_booking(t.booking_id).await?;
+            assert!(
+                of_booking.iter().all(|x| x.id != t.id),
+                "{what}: ticket stored"
+            );
+        }
+        for n in &c.new_notifications {
+            let stored = tx.notification(n.id).await?;
+            assert_eq!(stored, None, "{what}: notification stored");
+        }
+        for p in &c.push_subscriptions {
+            let subs = tx.push_subscriptions_for_user(p.user_id).await?;
+            assert!(!subs.contains(p), "{what}: push subscription stored");
+        }
+        Ok(())
+    }
+    .await;
+    res.unwrap_or_else(|e| panic!("{what}: read back: {e:?}"));
 }
 
 /// Reads `r` back by its key (id, or ticket number); `None` when absent.
@@ -518,19 +709,22 @@ pub(super) fn modified(recs: &[Rec]) -> Vec<(Rec, Rec)> {
         .collect()
 }
 
-/// Writes `m` (from [`modified`]) with the update its kind has.
-pub(super) async fn update(tx: &mut dyn Transaction, m: &Rec) -> Result<(), StoreError> {
-    match m {
-        Rec::User(u) => tx.update_user(u).await,
-        Rec::Event(e) => tx.update_event(e).await,
-        Rec::Booking(b) => tx.update_booking(b).await,
-        Rec::Entry(w) => tx.update_waitlist_entry(w).await,
-        Rec::Tickets(_) => Ok(()),
-        Rec::Notification(n) => {
-            let when = n.sent_at.unwrap_or_else(t0);
-            assert!(tx.mark_notification_sent(n.id, when).await?, "first mark");
-            Ok(())
+/// The change set writing every record of `ms` (from [`modified`]) with the update its kind has: a
+/// notification is marked sent at its `sent_at`, a push subscription upserted, tickets left out.
+pub(super) fn updates<'a>(ms: impl IntoIterator<Item = &'a Rec>) -> Changes {
+    let mut c = Changes::default();
+    for m in ms {
+        match m.clone() {
+            Rec::User(u) => c.updated_users.push(u),
+            Rec::Event(e) => c.updated_events.push(e),
+            Rec::Booking(b) => c.updated_bookings.push(b),
+            Rec::Entry(w) => c.updated_waitlist_entries.push(w),
+            Rec::Tickets(_) => {}
+            Rec::Notification(n) => c
+                .notifications_sent
+                .push((n.id, n.sent_at.unwrap_or_else(t0))),
+            Rec::Push(p) => c.push_subscriptions.push(p),
         }
-        Rec::Push(p) => tx.upsert_push_subscription(p).await,
     }
+    c
 }

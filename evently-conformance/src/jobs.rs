@@ -38,60 +38,76 @@ async fn stats(q: &Arc<dyn JobQueue>) -> JobStats {
     q.stats().await.expect("stats")
 }
 
-/// A job enqueued through a transaction exists and is claimable once the transaction commits; one enqueued
-/// in a rolled-back transaction never is.
+/// A job enqueued through a transaction (a change set's `new_jobs`) exists and is claimable once the
+/// transaction commits, with the fields it was given; one enqueued in a rolled-back or dropped
+/// transaction never is.
 pub async fn job_enqueued_in_a_transaction_exists_only_if_committed(store: Arc<dyn Store>) {
     let q = store.job_queue();
-    let mut ids = Vec::new();
-    for commit in [false, true] {
+    let base = stats(&q).await;
+    let (rolled_back, dropped, committed) = (job(at(0), 0), job(at(0), 0), job(at(-5), 3));
+    let mut tx = begin(&store).await;
+    tx.enqueue_job(&rolled_back).await.expect("enqueue");
+    tx.rollback().await.expect("rollback");
+    {
         let mut tx = begin(&store).await;
-        let id = tx
-            .enqueue_job(&job(at(0), 0))
-            .await
-            .expect("enqueue")
-            .expect("no dedupe key");
-        if commit {
-            tx.commit().await.expect("commit");
-        } else {
-            tx.rollback().await.expect("rollback");
-        }
-        ids.push(id);
+        tx.enqueue_job(&dropped).await.expect("enqueue");
     }
-    assert!(q.job(ids[0]).await.expect("read").is_none(), "rolled back");
-    assert_eq!(stored(&q, ids[1]).await.status, JobStatus::Queued);
-    assert_eq!(claim(&q, 10, at(0)).await, HashSet::from([ids[1]]));
+    let mut tx = begin(&store).await;
+    tx.enqueue_job(&committed).await.expect("enqueue");
+    tx.commit().await.expect("commit");
+
+    assert_eq!(stats(&q).await.queued, base.queued + 1, "one job queued");
+    let claimed = q.claim(10, at(0), LEASE).await.expect("claim");
+    let got: Vec<_> = claimed.iter().map(as_new).collect();
+    assert_same_jobs(&got, std::slice::from_ref(&committed), "claimed");
+    let j = stored(&q, claimed[0].id).await;
+    assert_eq!((j.status, j.attempts), (JobStatus::Running, 1));
 }
 
-/// A dedupe key blocks a second job while the first is queued or running (through a transaction or the
-/// queue), and is free again once the first is done or dead.
+/// A dedupe key blocks a second job while the first is queued or running, whether the second comes
+/// through the queue (`enqueue` answers `None`) or through a transaction (its change set commits
+/// without it); one change set with two jobs of one key queues the first only; the key is free again
+/// once its job is done or dead.
 pub async fn job_dedupe_key_blocks_until_done(store: Arc<dyn Store>) {
     let q = store.job_queue();
     let key = unique("dedupe");
     let blocked = |what: &'static str| {
         let (q, store, key) = (q.clone(), store.clone(), key.clone());
         async move {
+            let before = stats(&q).await;
             assert_eq!(
                 q.enqueue(&keyed_job(&key)).await.expect("enqueue"),
                 None,
                 "{what}"
             );
             let mut tx = begin(&store).await;
-            let r = tx
-                .enqueue_job(&keyed_job(&key))
+            tx.enqueue_job(&keyed_job(&key))
                 .await
                 .expect("enqueue in tx");
-            assert_eq!(r, None, "{what}, in a transaction");
+            tx.commit().await.expect("commit");
+            assert_eq!(stats(&q).await, before, "{what}: nothing enqueued");
         }
     };
+    let base = stats(&q).await;
     let mut tx = begin(&store).await;
-    let first = tx
-        .enqueue_job(&keyed_job(&key))
-        .await
-        .expect("enqueue")
-        .expect("new key");
+    let (once, twice) = (keyed_job(&key), keyed_job(&key));
+    tx.apply(evently_core::Changes {
+        new_jobs: vec![once.clone(), twice],
+        ..evently_core::Changes::default()
+    })
+    .await
+    .expect("enqueue");
     tx.commit().await.expect("commit");
+    assert_eq!(
+        stats(&q).await.queued,
+        base.queued + 1,
+        "one job of the key"
+    );
     blocked("queued").await;
-    assert_eq!(claim(&q, 10, at(0)).await, HashSet::from([first]));
+    let claimed = q.claim(10, at(0), LEASE).await.expect("claim");
+    let got: Vec<_> = claimed.iter().map(as_new).collect();
+    assert_same_jobs(&got, &[once], "the first job of the key");
+    let first = claimed[0].id;
     blocked("running").await;
     q.complete(first).await.expect("complete");
     assert_eq!(stored(&q, first).await.status, JobStatus::Done);
@@ -100,11 +116,17 @@ pub async fn job_dedupe_key_blocks_until_done(store: Arc<dyn Store>) {
     assert_ne!(second, first);
     assert_eq!(claim(&q, 10, at(0)).await, HashSet::from([second]));
     q.fail(second, "gave up", None).await.expect("fail");
-    let third = enqueue(&q, &keyed_job(&key)).await;
+    let third = keyed_job(&key);
+    let mut tx = begin(&store).await;
+    tx.enqueue_job(&third).await.expect("enqueue in tx");
+    tx.commit().await.expect("commit");
+    let claimed = q.claim(10, at(0), LEASE).await.expect("claim");
     assert!(
-        ![first, second].contains(&third),
+        claimed.iter().all(|j| ![first, second].contains(&j.id)),
         "a fresh job after a dead one"
     );
+    let got: Vec<_> = claimed.iter().map(as_new).collect();
+    assert_same_jobs(&got, &[third], "a fresh job after a dead one");
 }
 
 /// `claim` takes due jobs only (`run_at <= now`), highest priority first, then oldest, at most `limit`;

@@ -2,8 +2,9 @@
 //! `evently-storage`, and an integrator's own [`Store`]. It depends on `evently-core` and tokio only:
 //! no database driver and none of our stores comes into a build that runs it.
 //!
-//! It holds a store to the contract of [`evently_core::ports`] (atomic transactions, `ForUpdate`
-//! serialisation, constraint errors, list orders, round trips of every field, the job queue) and runs
+//! It holds a store to the contract of [`evently_core::ports`] (atomic transactions, change sets
+//! applied whole or not at all, `ForUpdate` serialisation, constraint errors named as in the schema,
+//! list orders, round trips of every field, the job queue) and runs
 //! the engine ([`evently_core::Evently`] with a [`ManualClock`](evently_core::ManualClock)) on it, so
 //! every backend is held to the same booking rules: no oversell under 1,000 concurrent requests,
 //! idempotent retries, hold expiry, waitlist promotion.
@@ -107,9 +108,11 @@ macro_rules! store_conformance_tests {
                 unique_user_email,
                 unique_idempotency_key_per_user,
                 unique_ticket_number,
-                confirmation_inserted_whole_or_not_at_all,
-                book_in_step_stores_what_the_step_decides,
-                event_into_reads_what_event_reads,
+                a_change_set_is_applied_whole_or_not_at_all,
+                one_change_set_carries_a_whole_booking,
+                changes_are_visible_to_later_reads_of_the_same_transaction,
+                an_update_after_an_insert_in_one_change_set,
+                waitlist_entries_get_increasing_seq,
                 one_live_waitlist_entry_per_user_and_event,
                 foreign_keys_are_enforced,
                 update_event_over_capacity_is_refused,

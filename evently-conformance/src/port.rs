@@ -1,10 +1,13 @@
-//! Cases on the storage port itself: transactions, constraints, orders, locking, round trips.
+//! Cases on the storage port itself: transactions, change sets, constraints, orders, locking, round
+//! trips.
 
 use std::collections::HashSet;
 use std::sync::Arc;
 
 use evently_core::{
-    BookingStatus, Event, EventFilter, EventId, LockMode, Store, User, WaitlistStatus,
+    Booking, BookingSource, BookingStatus, Changes, Event, EventFilter, EventId, JobPayload,
+    LockMode, NewJob, Notification, NotificationKind, Store, Ticket, Transaction, User,
+    WaitlistEntry, WaitlistStatus,
 };
 
 use super::fixtures::*;
@@ -17,30 +20,24 @@ enum End {
     Drop,
 }
 
-/// Commits a set of records, then in one transaction inserts a second set, updates every record of the
-/// first (and enqueues a job with a dedupe key), checks the transaction sees its own writes, and ends it
-/// as `end` says. Afterwards every write is visible (commit) or none is (rollback, drop).
+/// Commits a set of records, then in one transaction inserts a second set (one change set), updates
+/// every record of the first (a second change set) and enqueues a job with a dedupe key (a third),
+/// checks the transaction sees its own writes, and ends it as `end` says. Afterwards every write is
+/// visible (commit) or none is (rollback, drop).
 async fn transaction_outcome(store: Arc<dyn Store>, end: End) {
     let mut base = one_of_each();
     put(&store, &mut base).await;
     let pairs = modified(&base);
     let mut fresh = one_of_each();
     let dedupe = unique("tx-job");
+    let job = keyed_job(&dedupe);
 
     let mut tx = begin(&store).await;
-    for r in fresh.iter_mut() {
-        insert(&mut *tx, r).await.expect("insert");
-    }
-    for (_, m) in &pairs {
-        update(&mut *tx, m)
-            .await
-            .unwrap_or_else(|e| panic!("update {m:?}: {e:?}"));
-    }
-    let job = tx
-        .enqueue_job(&keyed_job(&dedupe))
+    insert_all(&mut *tx, &mut fresh).await.expect("insert");
+    tx.apply(updates(pairs.iter().map(|(_, m)| m)))
         .await
-        .expect("enqueue")
-        .expect("a new dedupe key is not deduplicated");
+        .expect("update");
+    tx.enqueue_job(&job).await.expect("enqueue");
     for r in fresh.iter().chain(pairs.iter().map(|(_, m)| m)) {
         assert_eq!(fetch(&mut *tx, r).await.as_ref(), Some(r), "own write");
     }
@@ -76,14 +73,16 @@ async fn transaction_outcome(store: Arc<dyn Store>, end: End) {
     }
     drop(tx);
     let queue = store.job_queue();
-    let stored = queue.job(job).await.expect("read job");
-    assert_eq!(stored.is_some(), committed, "{end:?}: enqueued job");
-    let again = queue.enqueue(&keyed_job(&dedupe)).await.expect("enqueue");
+    let queued = queue.stats().await.expect("job stats").queued;
+    assert_eq!(queued, u64::from(committed), "{end:?}: enqueued job");
+    let again = keyed_job(&dedupe);
+    let taken = queue.enqueue(&again).await.expect("enqueue").is_none();
     assert_eq!(
-        again.is_none(),
-        committed,
+        taken, committed,
         "{end:?}: dedupe key of a discarded job is free"
     );
+    let want = if committed { job } else { again };
+    assert_same_jobs(&drain_jobs(&store).await, &[want], "{end:?}: the queue");
 }
 
 /// A transaction's writes of every kind (inserts, updates, a job) are visible to a new transaction once
@@ -92,7 +91,7 @@ pub async fn commit_makes_writes_visible(store: Arc<dyn Store>) {
     transaction_outcome(store, End::Commit).await;
 }
 
-/// [`Transaction::rollback`](evently_core::Transaction::rollback) discards every kind of write: users, events, bookings, waitlist entries,
+/// [`Transaction::rollback`] discards every kind of write: users, events, bookings, waitlist entries,
 /// tickets, notifications, push subscriptions, jobs, and updates of existing records.
 pub async fn rollback_discards_every_write(store: Arc<dyn Store>) {
     transaction_outcome(store, End::Rollback).await;
@@ -110,33 +109,44 @@ async fn seed(store: &Arc<dyn Store>, capacity: u32) -> (User, Event) {
     (u, e)
 }
 
-/// A second user with a taken e-mail is a unique violation.
+/// A second user with a taken e-mail is `users_email_key`.
 pub async fn unique_user_email(store: Arc<dyn Store>) {
     let (u, _) = seed(&store, 1).await;
     let twin = User {
         email: u.email.clone(),
         ..user("twin")
     };
-    refuse(&store, Rec::User(twin), Refusal::Unique, "taken e-mail").await;
+    let refusal = Refusal::Unique("users_email_key");
+    refuse(&store, Rec::User(twin), refusal, "taken e-mail").await;
 }
 
-/// A second booking with the same user and idempotency key is a unique violation; another user may use
-/// the same key.
+/// A second booking with the same user and idempotency key is `bookings_user_idempotency_key`, also
+/// within one change set; another user may use the same key.
 pub async fn unique_idempotency_key_per_user(store: Arc<dyn Store>) {
     let (u, e) = seed(&store, 10).await;
     let key = unique("key");
-    let keyed = |u: &User| evently_core::Booking {
+    let keyed = |u: &User| Booking {
         idempotency_key: Some(key.clone()),
         ..booking(u, &e, BookingStatus::Confirmed)
     };
+    let refusal = Refusal::Unique("bookings_user_idempotency_key");
+    let fresh = unique("key");
+    let twice = Changes {
+        new_bookings: vec![
+            Booking {
+                idempotency_key: Some(fresh.clone()),
+                ..keyed(&u)
+            },
+            Booking {
+                idempotency_key: Some(fresh),
+                ..keyed(&u)
+            },
+        ],
+        ..Changes::default()
+    };
+    refuse_changes(&store, twice, refusal, "one key twice in a change set").await;
     put(&store, &mut [Rec::Booking(keyed(&u))]).await;
-    refuse(
-        &store,
-        Rec::Booking(keyed(&u)),
-        Refusal::Unique,
-        "reused key",
-    )
-    .await;
+    refuse(&store, Rec::Booking(keyed(&u)), refusal, "reused key").await;
     let other = user("other");
     let mut theirs = [Rec::User(other.clone()), Rec::Booking(keyed(&other))];
     put(&store, &mut theirs).await;
@@ -144,7 +154,7 @@ pub async fn unique_idempotency_key_per_user(store: Arc<dyn Store>) {
     assert_eq!(fetch(&mut *tx, &theirs[1]).await.as_ref(), Some(&theirs[1]));
 }
 
-/// A taken ticket number is a unique violation, across calls and within one call.
+/// A taken ticket number is `tickets_number_key`, across change sets and within one.
 pub async fn unique_ticket_number(store: Arc<dyn Store>) {
     let (u, e) = seed(&store, 10).await;
     let (b1, b2) = (
@@ -158,117 +168,120 @@ pub async fn unique_ticket_number(store: Arc<dyn Store>) {
         Rec::Tickets(vec![ticket(&b1, number.clone())]),
     ];
     put(&store, &mut first).await;
+    let refusal = Refusal::Unique("tickets_number_key");
     let dup = Rec::Tickets(vec![ticket(&b2, number)]);
-    refuse(&store, dup, Refusal::Unique, "taken ticket number").await;
+    refuse(&store, dup, refusal, "taken ticket number").await;
     let same = unique("EVT");
     let twice = Rec::Tickets(vec![ticket(&b2, same.clone()), ticket(&b2, same)]);
-    refuse(&store, twice, Refusal::Unique, "one number twice in a call").await;
+    refuse(&store, twice, refusal, "one number twice in a change set").await;
 }
 
-/// [`seed`] (10 seats), plus a committed confirmed booking with one ticket, whose number is returned.
-async fn seed_with_taken_number(store: &Arc<dyn Store>) -> (User, Event, String) {
-    let (u, e) = seed(store, 10).await;
-    let taken = unique("EVT");
-    let first = booking(&u, &e, BookingStatus::Confirmed);
-    put(
-        store,
-        &mut [
-            Rec::Booking(first.clone()),
-            Rec::Tickets(vec![ticket(&first, taken.clone())]),
-        ],
-    )
-    .await;
-    (u, e, taken)
+/// What [`seed_with_taken_number`] committed.
+struct Seeded {
+    user: User,
+    /// 10 seats, two of them confirmed.
+    event: Event,
+    booking: Booking,
+    ticket: Ticket,
 }
 
-/// [`Transaction::insert_confirmation`](evently_core::Transaction::insert_confirmation) writes the
-/// tickets, the notification and its job together: all of them once committed, none after a rollback,
-/// and none when a ticket number is taken (reported by the call or, by a store that defers writes, at
-/// the latest by `commit`).
-pub async fn confirmation_inserted_whole_or_not_at_all(store: Arc<dyn Store>) {
-    use evently_core::{JobPayload, NewJob};
-    let (u, e, taken) = seed_with_taken_number(&store).await;
-    for (end, number) in [
-        (End::Rollback, unique("EVT")),
-        (End::Drop, taken),
-        (End::Commit, unique("EVT")),
-    ] {
-        let b = booking(&u, &e, BookingStatus::Confirmed);
-        let tickets = vec![ticket(&b, unique("EVT")), ticket(&b, number)];
-        let n = notification(&u, t0());
-        let job = NewJob::now(
+/// A user, an event of 10 seats, a confirmed booking of two of them with one ticket (whose number the
+/// cases reuse), and the event's counters to match: committed as one change set.
+async fn seed_with_taken_number(store: &Arc<dyn Store>) -> Seeded {
+    let (u, e) = (user("seed"), event(10));
+    let b = booking(&u, &e, BookingStatus::Confirmed);
+    let t = ticket(&b, unique("EVT"));
+    let counted = Event {
+        seats_confirmed: b.quantity,
+        version: e.version + 1,
+        ..e.clone()
+    };
+    let mut tx = begin(store).await;
+    tx.apply(Changes {
+        new_users: vec![u.clone()],
+        new_events: vec![e],
+        updated_events: vec![counted.clone()],
+        new_bookings: vec![b.clone()],
+        new_tickets: vec![t.clone()],
+        ..Changes::default()
+    })
+    .await
+    .expect("apply the seed");
+    tx.commit().await.expect("commit");
+    Seeded {
+        user: u,
+        event: counted,
+        booking: b,
+        ticket: t,
+    }
+}
+
+/// A confirmed booking and everything its confirmation writes, as [`whole_booking`] builds it.
+struct WholeBooking {
+    booking: Booking,
+    /// In number order.
+    tickets: Vec<Ticket>,
+    /// As stored: marked sent.
+    notification: Notification,
+    jobs: Vec<NewJob>,
+    /// With the booking's seats counted.
+    event: Event,
+    changes: Changes,
+}
+
+/// One change set carrying a whole confirmed booking of two seats of `event` (as stored): the booking
+/// (with an idempotency key); its two tickets, listed out of number order, the last one numbered
+/// `last_number`; its confirmation notification, marked sent, with a delivery by `email`; the job that
+/// delivers it and a job with a dedupe key; and the event with the seats counted and its version
+/// bumped.
+fn whole_booking(u: &User, event: &Event, last_number: String) -> WholeBooking {
+    let b = Booking {
+        idempotency_key: Some(unique("whole")),
+        ..booking(u, event, BookingStatus::Confirmed)
+    };
+    let mut tickets = vec![ticket(&b, unique("EVT-Z")), ticket(&b, last_number)];
+    let n = Notification {
+        kind: NotificationKind::BookingConfirmed,
+        data: evently_core::NotificationData::from([("booking_id".to_string(), b.id.to_string())]),
+        ..notification(u, at(2))
+    };
+    let jobs = vec![
+        NewJob::now(
             JobPayload::DeliverNotification {
                 notification_id: n.id,
             },
             t0(),
-        );
-        let mut tx = begin(&store).await;
-        tx.insert_booking(&b).await.expect("insert the booking");
-        let outcome = tx
-            .insert_confirmation(tickets.clone(), Box::new(n.clone()), job)
-            .await;
-        match end {
-            End::Drop => match outcome {
-                Ok(()) => assert_refused(tx.commit().await, Refusal::Unique, "a taken number"),
-                refused => {
-                    assert_refused(refused, Refusal::Unique, "a taken ticket number");
-                    drop(tx);
-                }
-            },
-            End::Rollback => {
-                outcome.expect("insert the confirmation");
-                tx.rollback().await.expect("rollback");
-            }
-            End::Commit => {
-                outcome.expect("insert the confirmation");
-                tx.commit().await.expect("commit");
-            }
-        }
-        let committed = end == End::Commit;
-        let mut tx = read(&store).await;
-        let mut stored = tx.tickets_for_booking(b.id).await.expect("tickets");
-        stored.sort_by(|a, b| a.number.cmp(&b.number));
-        let mut want = if committed { tickets } else { Vec::new() };
-        want.sort_by(|a, b| a.number.cmp(&b.number));
-        assert_eq!(stored, want, "{end:?}: tickets");
-        assert_eq!(
-            tx.notification(n.id).await.expect("notification"),
-            committed.then_some(n.clone()),
-            "{end:?}: notification"
-        );
-        drop(tx);
-        let (delivers, stats) = delivery_queued(&store, n.id).await;
-        assert_eq!(delivers, committed, "{end:?}: delivery job ({stats:?})");
+        ),
+        keyed_job(&unique("whole")),
+    ];
+    let counted = Event {
+        seats_confirmed: event.seats_confirmed + b.quantity,
+        version: event.version + 1,
+        updated_at: at(2),
+        ..event.clone()
+    };
+    let changes = Changes {
+        updated_events: vec![counted.clone()],
+        new_bookings: vec![b.clone()],
+        new_tickets: tickets.clone(),
+        new_notifications: vec![n.clone()],
+        notifications_sent: vec![(n.id, at(4))],
+        deliveries: vec![delivery(n.id, "email", at(4))],
+        new_jobs: jobs.clone(),
+        ..Changes::default()
+    };
+    tickets.sort_by(|a, b| a.number.cmp(&b.number));
+    WholeBooking {
+        booking: b,
+        tickets,
+        notification: Notification {
+            sent_at: Some(at(4)),
+            ..n
+        },
+        jobs,
+        event: counted,
+        changes,
     }
-}
-
-/// Whether a job delivering notification `id` is queued; claims and completes every due job (so
-/// the next call sees only jobs queued after this one), and returns the queue's figures from before.
-async fn delivery_queued(
-    store: &Arc<dyn Store>,
-    id: evently_core::NotificationId,
-) -> (bool, evently_core::ports::JobStats) {
-    use evently_core::JobPayload;
-    let stats = store.job_queue().stats().await.expect("job stats");
-    let claimed = store
-        .job_queue()
-        .claim(
-            100,
-            t0() + chrono::Duration::days(3650),
-            std::time::Duration::from_secs(60),
-        )
-        .await
-        .expect("claim");
-    let delivers = claimed.iter().any(|j| {
-        j.payload
-            == JobPayload::DeliverNotification {
-                notification_id: id,
-            }
-    });
-    for j in &claimed {
-        store.job_queue().complete(j.id).await.expect("complete");
-    }
-    (delivers, stats)
 }
 
 /// The event as stored now.
@@ -281,232 +294,576 @@ async fn stored_event(store: &Arc<dyn Store>, id: EventId) -> Event {
         .expect("the event")
 }
 
-/// A [`BookingStep`](evently_core::ports::BookingStep) for the conformance case: records the event it
-/// was shown; when it has writes, books them (accounting their seats), else changes nothing.
-struct TestStep {
-    writes: Option<evently_core::ports::StepWrites>,
-    seen: Option<Event>,
-}
-
-impl evently_core::ports::BookingStep for TestStep {
-    fn decide(&mut self, event: &mut Event) -> Option<evently_core::ports::StepWrites> {
-        self.seen = Some(event.clone());
-        let w = self.writes.take()?;
-        match w.booking.status {
-            BookingStatus::Held => event.seats_held += w.booking.quantity,
-            _ => event.seats_confirmed += w.booking.quantity,
-        }
-        Some(w)
-    }
-}
-
-/// [`Transaction::book_in_step`](evently_core::Transaction::book_in_step) shows the step the stored
-/// event and stores what the step returns (the booking, its confirmation records, the event's new seat
-/// counters) as one write of the transaction: all of it once committed, none after a rollback or a
-/// refused ticket number; nothing when the step returns nothing; and it reports an unknown event
-/// without calling the step.
-pub async fn book_in_step_stores_what_the_step_decides(store: Arc<dyn Store>) {
-    use evently_core::ports::{Confirmation, StepWrites};
-    use evently_core::{JobPayload, NewJob};
-    let (u, e, taken) = seed_with_taken_number(&store).await;
-    let start = stored_event(&store, e.id).await;
-
-    // Unknown event: not found, the step is not called.
-    let mut step = TestStep {
-        writes: None,
-        seen: None,
-    };
-    let mut tx = begin(&store).await;
-    let found = tx
-        .book_in_step(EventId::new(), &mut step)
+/// Reads the event `ForUpdate`, as the engine does before it writes.
+async fn lock_event(tx: &mut dyn Transaction, id: EventId) -> Event {
+    tx.event(id, LockMode::ForUpdate)
         .await
-        .expect("book in step");
-    assert!(!found && step.seen.is_none(), "unknown event");
-    drop(tx);
+        .expect("lock the event")
+        .expect("the event")
+}
 
-    // Nothing to write: the step saw the stored event, and nothing changes.
-    let mut tx = begin(&store).await;
-    assert!(
-        tx.book_in_step(e.id, &mut step)
-            .await
-            .expect("book in step")
-    );
-    tx.commit().await.expect("commit");
-    assert_eq!(
-        step.seen.as_ref(),
-        Some(&start),
-        "the step sees the stored event"
-    );
+/// A part of a change set that breaks a constraint, for
+/// [`a_change_set_is_applied_whole_or_not_at_all`].
+#[derive(Debug, Clone, Copy)]
+enum Fault {
+    /// The booking's last ticket has a taken number.
+    TakenTicketNumber,
+    /// After the notification's good delivery, one by an empty channel.
+    EmptyDeliveryChannel,
+    /// A push subscription of an unknown user (past every record but the jobs).
+    UnknownPushOwner,
+}
 
-    // With an idempotency key too: the engine books in a step only without one, but the port takes
-    // any booking (the memory store stores such a booking the general way).
-    for (end, number, status, key) in [
-        (End::Rollback, unique("EVT"), BookingStatus::Confirmed, None),
-        (End::Drop, taken, BookingStatus::Confirmed, None),
-        (End::Commit, unique("EVT"), BookingStatus::Confirmed, None),
-        (End::Commit, unique("EVT"), BookingStatus::Held, None),
-        (
-            End::Rollback,
-            unique("EVT"),
-            BookingStatus::Confirmed,
-            Some(unique("key")),
-        ),
-        (
-            End::Commit,
-            unique("EVT"),
-            BookingStatus::Confirmed,
-            Some(unique("key")),
-        ),
+/// A change set that fails in its last part is applied not at all: one [`Transaction::apply`] with a
+/// new user and their waitlist entry, a renamed user, an event's new counters, a booking, its tickets,
+/// its notification (marked sent, with a delivery) and two jobs, where a late part breaks a constraint
+/// (a taken ticket number, an empty delivery channel, a push subscription of an unknown user), fails
+/// with that constraint; after the transaction is dropped or rolled back none of it is visible (no
+/// record, no counter change, no rename, no delivery, no job) and the data committed before is intact.
+pub async fn a_change_set_is_applied_whole_or_not_at_all(store: Arc<dyn Store>) {
+    let seeded = seed_with_taken_number(&store).await;
+    let u = &seeded.user;
+    let ghost = user("ghost");
+    for fault in [
+        Fault::TakenTicketNumber,
+        Fault::EmptyDeliveryChannel,
+        Fault::UnknownPushOwner,
     ] {
-        let before = stored_event(&store, e.id).await;
-        let mut b = booking(&u, &e, status);
-        b.idempotency_key = key.clone();
-        let tickets = vec![ticket(&b, unique("EVT")), ticket(&b, number)];
-        let n = notification(&u, t0());
-        let confirmation = (status == BookingStatus::Confirmed).then(|| Confirmation {
-            tickets: tickets.clone(),
-            notification: Box::new(n.clone()),
-            job: NewJob::now(
-                JobPayload::DeliverNotification {
-                    notification_id: n.id,
-                },
-                t0(),
-            ),
-        });
-        let mut step = TestStep {
-            writes: Some(StepWrites {
-                booking: b.clone(),
-                confirmation,
-            }),
-            seen: None,
-        };
-        let mut tx = begin(&store).await;
-        let outcome = tx.book_in_step(e.id, &mut step).await;
-        assert_eq!(
-            step.seen.as_ref(),
-            Some(&before),
-            "{end:?}: the step sees the stored event"
-        );
-        match end {
-            End::Drop => match outcome {
-                Ok(found) => {
-                    assert!(found);
-                    assert_refused(tx.commit().await, Refusal::Unique, "a taken number");
+        for end in [End::Drop, End::Rollback] {
+            let what = format!("{fault:?}, {end:?}");
+            let jobs_before = store.job_queue().stats().await.expect("job stats");
+            let mut tx = begin(&store).await;
+            let locked = lock_event(&mut *tx, seeded.event.id).await;
+            assert_eq!(locked, seeded.event, "{what}: the event as committed");
+            let last_number = match fault {
+                Fault::TakenTicketNumber => seeded.ticket.number.clone(),
+                _ => unique("EVT-A"),
+            };
+            let whole = whole_booking(u, &locked, last_number);
+            let friend = user("friend");
+            let mut changes = Changes {
+                new_users: vec![friend.clone()],
+                updated_users: vec![User {
+                    name: "Renamed, never committed".into(),
+                    ..u.clone()
+                }],
+                new_waitlist_entries: vec![entry(&friend, &locked)],
+                ..whole.changes.clone()
+            };
+            let refusal = match fault {
+                Fault::TakenTicketNumber => Refusal::Unique("tickets_number_key"),
+                Fault::EmptyDeliveryChannel => {
+                    let n = whole.notification.id;
+                    changes.deliveries.push(delivery(n, "", at(4)));
+                    Refusal::Check("notification_deliveries_channel_check")
                 }
-                refused => {
-                    assert_refused(refused, Refusal::Unique, "a taken ticket number");
-                    drop(tx);
+                Fault::UnknownPushOwner => {
+                    let endpoint = format!("https://push.example/{}", unique("ghost"));
+                    changes.push_subscriptions.push(push(&ghost, &endpoint));
+                    Refusal::ForeignKey("push_subscriptions_user_id_fkey")
                 }
-            },
-            End::Rollback => {
-                assert!(outcome.expect("book in step"));
-                tx.rollback().await.expect("rollback");
+            };
+            assert_refused(tx.apply(changes.clone()).await, refusal, &what);
+            match end {
+                End::Rollback => tx
+                    .rollback()
+                    .await
+                    .expect("rollback after a refused change set"),
+                _ => drop(tx),
             }
-            End::Commit => {
-                assert!(outcome.expect("book in step"));
-                tx.commit().await.expect("commit");
-            }
-        }
-        let committed = end == End::Commit;
-        let after = stored_event(&store, e.id).await;
-        let mut tx = read(&store).await;
-        let (held, confirmed) = match (committed, status) {
-            (false, _) => (0, 0),
-            (true, BookingStatus::Held) => (b.quantity, 0),
-            (true, _) => (0, b.quantity),
-        };
-        assert_eq!(
-            after,
-            Event {
-                seats_held: before.seats_held + held,
-                seats_confirmed: before.seats_confirmed + confirmed,
-                ..before.clone()
-            },
-            "{end:?} {status:?}: the event's counters, and nothing else"
-        );
-        assert_eq!(
-            tx.booking(b.id).await.expect("booking"),
-            committed.then_some(b.clone()),
-            "{end:?} {status:?}: booking"
-        );
-        let mut stored = tx.tickets_for_booking(b.id).await.expect("tickets");
-        stored.sort_by(|a, b| a.number.cmp(&b.number));
-        let mut want = if committed && status == BookingStatus::Confirmed {
-            tickets
-        } else {
-            Vec::new()
-        };
-        want.sort_by(|a, b| a.number.cmp(&b.number));
-        assert_eq!(stored, want, "{end:?} {status:?}: tickets");
-        assert_eq!(
-            tx.notification(n.id).await.expect("notification"),
-            (committed && status == BookingStatus::Confirmed).then_some(n.clone()),
-            "{end:?} {status:?}: notification"
-        );
-        if let Some(key) = &key {
+
+            let mut tx = read(&store).await;
+            assert_none_stored(&mut *tx, &changes, &what).await;
+            assert_eq!(
+                tx.event(seeded.event.id, LockMode::None)
+                    .await
+                    .expect("read the event"),
+                Some(seeded.event.clone()),
+                "{what}: the event's counters"
+            );
+            assert_eq!(
+                tx.user(u.id).await.expect("read the user").as_ref(),
+                Some(u),
+                "{what}: the user"
+            );
+            let key = whole.booking.idempotency_key.as_deref().expect("a key");
             assert_eq!(
                 tx.booking_by_idempotency_key(u.id, key)
                     .await
                     .expect("booking by key"),
-                committed.then_some(b.clone()),
-                "{end:?} {status:?}: booking by its key"
+                None,
+                "{what}: booking by its key"
             );
-        }
-        if status == BookingStatus::Held {
-            let due = tx
-                .expired_holds(e.id, t0() + chrono::Duration::days(3650), 10)
-                .await
-                .expect("expired holds");
             assert_eq!(
-                due.iter().any(|h| h.id == b.id),
-                committed,
-                "{end:?}: the hold is indexed"
+                tx.bookings_for_event(seeded.event.id)
+                    .await
+                    .expect("the event's bookings"),
+                vec![seeded.booking.clone()],
+                "{what}: the event's bookings"
             );
+            assert_eq!(
+                tx.ticket_by_number(&seeded.ticket.number)
+                    .await
+                    .expect("ticket by number"),
+                Some(seeded.ticket.clone()),
+                "{what}: the ticket committed before"
+            );
+            assert_eq!(
+                tx.tickets_for_booking(seeded.booking.id)
+                    .await
+                    .expect("tickets"),
+                vec![seeded.ticket.clone()],
+                "{what}: the booking committed before"
+            );
+            assert!(
+                tx.notification_deliveries(whole.notification.id)
+                    .await
+                    .expect("deliveries")
+                    .is_empty(),
+                "{what}: deliveries"
+            );
+            assert!(
+                tx.waitlist(seeded.event.id, &[WaitlistStatus::Waiting])
+                    .await
+                    .expect("waitlist")
+                    .is_empty(),
+                "{what}: waitlist"
+            );
+            drop(tx);
+            let jobs_after = store.job_queue().stats().await.expect("job stats");
+            assert_eq!(jobs_after, jobs_before, "{what}: job counts");
+            assert_same_jobs(&drain_jobs(&store).await, &[], &what);
         }
-        drop(tx);
-        let (delivers, stats) = delivery_queued(&store, n.id).await;
-        assert_eq!(
-            delivers,
-            committed && status == BookingStatus::Confirmed,
-            "{end:?} {status:?}: delivery job ({stats:?})"
-        );
     }
 }
 
-/// [`EventRepository::event_into`](evently_core::ports::EventRepository::event_into) reads what
-/// `event` reads, into an event the caller has (whatever it held before), and leaves it alone for an
-/// unknown id.
-pub async fn event_into_reads_what_event_reads(store: Arc<dyn Store>) {
-    let (_, e) = seed(&store, 7).await;
-    let mut other = event(3);
-    other.name = "a much longer name than the stored event has, to be overwritten".into();
-    other.description = "text".into();
+/// One change set carries a whole confirmed booking (see [`a_change_set_is_applied_whole_or_not_at_all`]
+/// for its parts): once committed, every record reads back equal, through every lookup (tickets in
+/// number order, the notification marked sent, its delivery listed), the event has its new counters,
+/// and both jobs are queued with the fields they were given.
+pub async fn one_change_set_carries_a_whole_booking(store: Arc<dyn Store>) {
+    let (u, e) = seed(&store, 10).await;
+    let jobs_before = store.job_queue().stats().await.expect("job stats");
     let mut tx = begin(&store).await;
-    let found = tx
-        .event_into(e.id, LockMode::ForUpdate, &mut other)
+    let locked = lock_event(&mut *tx, e.id).await;
+    let whole = whole_booking(&u, &locked, unique("EVT-A"));
+    tx.apply(whole.changes.clone())
         .await
-        .expect("event_into");
-    assert!(found);
-    assert_eq!(other, e);
-    let before = other.clone();
-    let found = tx
-        .event_into(EventId::new(), LockMode::None, &mut other)
-        .await
-        .expect("event_into an unknown id");
-    assert!(!found);
-    assert_eq!(other, before, "left alone");
+        .expect("apply the booking");
+    tx.commit().await.expect("commit");
+
+    let b = &whole.booking;
+    assert_eq!(stored_event(&store, e.id).await, whole.event, "the event");
+    let mut tx = read(&store).await;
+    for r in [
+        Rec::Booking(b.clone()),
+        Rec::Tickets(whole.tickets.clone()),
+        Rec::Notification(whole.notification.clone()),
+    ] {
+        assert_eq!(fetch(&mut *tx, &r).await.as_ref(), Some(&r));
+        assert_eq!(fetch_indexed(&mut *tx, &r).await.as_ref(), Some(&r));
+    }
+    assert_eq!(
+        tx.tickets_for_booking(b.id).await.expect("tickets"),
+        whole.tickets,
+        "tickets in number order"
+    );
+    assert_eq!(
+        tx.notification_deliveries(whole.notification.id)
+            .await
+            .expect("deliveries"),
+        vec!["email".to_owned()]
+    );
+    drop(tx);
+    let jobs_after = store.job_queue().stats().await.expect("job stats");
+    assert_eq!(jobs_after.queued, jobs_before.queued + 2, "queued jobs");
+    assert_same_jobs(&drain_jobs(&store).await, &whole.jobs, "the booking's jobs");
 }
 
-/// A user has at most one live (waiting or offered) waitlist entry per event; a left or expired entry
-/// does not block a new one, and other events are independent.
+/// A waitlist entry as the reads return it: the `seq` the store assigned, no position.
+fn as_stored(w: &WaitlistEntry, seq: i64) -> WaitlistEntry {
+    WaitlistEntry {
+        seq,
+        position: None,
+        ..w.clone()
+    }
+}
+
+/// Reads within a transaction see the change sets it applied before: after one change set (two
+/// waitlist entries, a hold with an idempotency key, the event's counters) the booking reads back by
+/// id, by key, per event and as due to expire, the entries with increasing `seq` through every lookup,
+/// and the event with its new counters; a second change set building on the first (a ticket of that
+/// booking, its confirmation, an entry leaving, the counters again) is seen too; and after commit a new
+/// transaction reads the same.
+pub async fn changes_are_visible_to_later_reads_of_the_same_transaction(store: Arc<dyn Store>) {
+    let (u, e) = seed(&store, 10).await;
+    let (u2, u3) = (user("second"), user("third"));
+    put(&store, &mut [Rec::User(u2.clone()), Rec::User(u3.clone())]).await;
+
+    let mut tx = begin(&store).await;
+    let locked = lock_event(&mut *tx, e.id).await;
+    let (w2, w3) = (entry(&u2, &locked), entry(&u3, &locked));
+    let held = Booking {
+        idempotency_key: Some(unique("seen")),
+        ..hold(&u, &locked, at(600))
+    };
+    let holding = Event {
+        seats_held: locked.seats_held + held.quantity,
+        version: locked.version + 1,
+        ..locked.clone()
+    };
+    tx.apply(Changes {
+        updated_events: vec![holding.clone()],
+        new_waitlist_entries: vec![w2.clone(), w3.clone()],
+        new_bookings: vec![held.clone()],
+        ..Changes::default()
+    })
+    .await
+    .expect("apply the first change set");
+
+    let key = held.idempotency_key.as_deref().expect("a key");
+    assert_eq!(
+        tx.booking(held.id).await.expect("by id"),
+        Some(held.clone())
+    );
+    assert_eq!(
+        tx.booking_by_idempotency_key(u.id, key)
+            .await
+            .expect("by key"),
+        Some(held.clone())
+    );
+    assert_eq!(
+        tx.bookings_for_event(e.id).await.expect("per event"),
+        vec![held.clone()]
+    );
+    assert_eq!(
+        tx.expired_holds(e.id, at(600), 10)
+            .await
+            .expect("due holds"),
+        vec![held.clone()]
+    );
+    assert_eq!(
+        tx.events_with_expired_holds(at(600), 10)
+            .await
+            .expect("due events"),
+        vec![e.id]
+    );
+    assert_eq!(lock_event(&mut *tx, e.id).await, holding, "the counters");
+    let seq = |w: Option<WaitlistEntry>| w.expect("the entry is visible").seq;
+    let s2 = seq(tx.waitlist_entry(w2.id).await.expect("entry"));
+    let s3 = seq(tx.waitlist_entry(w3.id).await.expect("entry"));
+    assert!(s2 < s3, "seq in insertion order: {s2}, {s3}");
+    let (w2, w3) = (as_stored(&w2, s2), as_stored(&w3, s3));
+    assert_eq!(
+        tx.waitlist_entry(w2.id).await.expect("entry"),
+        Some(w2.clone())
+    );
+    assert_eq!(
+        tx.live_waitlist_entry(e.id, u3.id)
+            .await
+            .expect("live entry"),
+        Some(w3.clone())
+    );
+    assert_eq!(
+        tx.waitlist(e.id, &[WaitlistStatus::Waiting])
+            .await
+            .expect("waitlist"),
+        vec![w2.clone(), w3.clone()]
+    );
+
+    let confirmed = Booking {
+        status: BookingStatus::Confirmed,
+        held_until: None,
+        updated_at: at(30),
+        ..held.clone()
+    };
+    let t = ticket(&confirmed, unique("EVT"));
+    let sold = Event {
+        seats_held: holding.seats_held - held.quantity,
+        seats_confirmed: holding.seats_confirmed + held.quantity,
+        version: holding.version + 1,
+        ..holding.clone()
+    };
+    let left = WaitlistEntry {
+        status: WaitlistStatus::Left,
+        ..w3.clone()
+    };
+    tx.apply(Changes {
+        updated_events: vec![sold.clone()],
+        updated_bookings: vec![confirmed.clone()],
+        updated_waitlist_entries: vec![left.clone()],
+        new_tickets: vec![t.clone()],
+        ..Changes::default()
+    })
+    .await
+    .expect("apply the second change set");
+
+    let mut open = Some(tx);
+    for when in ["before commit", "after commit"] {
+        let mut tx = match open.take() {
+            Some(tx) => tx,
+            None => read(&store).await,
+        };
+        assert_eq!(
+            tx.booking(held.id).await.expect("by id"),
+            Some(confirmed.clone()),
+            "{when}"
+        );
+        assert_eq!(
+            tx.booking_by_idempotency_key(u.id, key)
+                .await
+                .expect("by key"),
+            Some(confirmed.clone()),
+            "{when}"
+        );
+        assert!(
+            tx.expired_holds(e.id, at(600), 10)
+                .await
+                .expect("due holds")
+                .is_empty(),
+            "{when}: no longer held"
+        );
+        assert_eq!(
+            tx.tickets_for_booking(held.id).await.expect("tickets"),
+            vec![t.clone()],
+            "{when}"
+        );
+        let event = tx.event(e.id, LockMode::None).await.expect("the event");
+        assert_eq!(event, Some(sold.clone()), "{when}: the counters");
+        assert_eq!(
+            tx.waitlist(e.id, &[WaitlistStatus::Waiting])
+                .await
+                .expect("waitlist"),
+            vec![w2.clone()],
+            "{when}"
+        );
+        assert_eq!(
+            tx.live_waitlist_entry(e.id, u3.id)
+                .await
+                .expect("live entry"),
+            None,
+            "{when}"
+        );
+        assert_eq!(
+            tx.waitlist_entry(w3.id).await.expect("entry"),
+            Some(left.clone()),
+            "{when}"
+        );
+        if when == "before commit" {
+            tx.commit().await.expect("commit");
+        }
+    }
+}
+
+/// Later parts of one change set apply over earlier ones: a user, an event, a waitlist entry and a
+/// booking inserted and updated in the same change set end as the update says (the booking confirmed,
+/// no longer held, the entry accepted with the booking as its offer); a notification marked sent twice
+/// keeps the first time; a channel recorded twice is listed once; a push subscription upserted twice
+/// has the second keys, and one upserted then removed is gone.
+pub async fn an_update_after_an_insert_in_one_change_set(store: Arc<dyn Store>) {
+    let (u, f) = (user("fresh"), event(10));
+    let w = entry(&u, &f);
+    let b = Booking {
+        idempotency_key: Some(unique("fresh")),
+        source: BookingSource::WaitlistOffer(w.id),
+        ..hold(&u, &f, at(600))
+    };
+    let renamed = User {
+        name: "Renamed at once".into(),
+        role: evently_core::Role::User,
+        attributes: Default::default(),
+        ..u.clone()
+    };
+    let counted = Event {
+        name: "Edited at once".into(),
+        seats_confirmed: b.quantity,
+        version: f.version + 1,
+        updated_at: at(77),
+        ..f.clone()
+    };
+    let confirmed = Booking {
+        status: BookingStatus::Confirmed,
+        held_until: None,
+        updated_at: at(77),
+        ..b.clone()
+    };
+    let accepted = WaitlistEntry {
+        status: WaitlistStatus::Accepted,
+        notified_at: Some(at(3)),
+        offer_expires_at: Some(at(1800)),
+        offer_booking_id: Some(b.id),
+        ..w.clone()
+    };
+    let n = notification(&u, at(1));
+    let (kept, gone) = (
+        format!("https://push.example/{}", unique("kept")),
+        format!("https://push.example/{}", unique("gone")),
+    );
+    let second_keys = evently_core::PushSubscription {
+        p256dh: "BSecond".into(),
+        auth: "second-auth".into(),
+        ..push(&u, &kept)
+    };
+    let mut tx = begin(&store).await;
+    tx.apply(Changes {
+        new_users: vec![u.clone()],
+        updated_users: vec![renamed.clone()],
+        new_events: vec![f.clone()],
+        updated_events: vec![counted.clone()],
+        new_waitlist_entries: vec![w.clone()],
+        new_bookings: vec![b.clone()],
+        updated_bookings: vec![confirmed.clone()],
+        updated_waitlist_entries: vec![accepted.clone()],
+        new_notifications: vec![n.clone()],
+        notifications_sent: vec![(n.id, at(8)), (n.id, at(9))],
+        deliveries: vec![
+            delivery(n.id, "email", at(8)),
+            delivery(n.id, "email", at(9)),
+        ],
+        push_subscriptions: vec![push(&u, &kept), second_keys.clone(), push(&u, &gone)],
+        removed_push_subscriptions: vec![gone],
+        ..Changes::default()
+    })
+    .await
+    .expect("apply");
+    tx.commit().await.expect("commit");
+
+    let mut tx = read(&store).await;
+    let seq = tx
+        .waitlist_entry(w.id)
+        .await
+        .expect("entry")
+        .expect("the entry")
+        .seq;
+    let sent = Notification {
+        sent_at: Some(at(8)),
+        ..n.clone()
+    };
+    for r in [
+        Rec::User(renamed),
+        Rec::Event(counted),
+        Rec::Booking(confirmed),
+        Rec::Entry(as_stored(&accepted, seq)),
+        Rec::Notification(sent),
+    ] {
+        assert_eq!(fetch(&mut *tx, &r).await.as_ref(), Some(&r), "as updated");
+        assert_eq!(
+            fetch_indexed(&mut *tx, &r).await.as_ref(),
+            Some(&r),
+            "as updated, indexed"
+        );
+    }
+    assert!(
+        tx.expired_holds(f.id, at(100_000), 10)
+            .await
+            .expect("due holds")
+            .is_empty(),
+        "the confirmed booking is no longer held"
+    );
+    assert_eq!(
+        tx.notification_deliveries(n.id).await.expect("deliveries"),
+        vec!["email".to_owned()]
+    );
+    let subs: Vec<_> = tx
+        .push_subscriptions_for_user(u.id)
+        .await
+        .expect("push subscriptions")
+        .into_iter()
+        .map(|s| (s.endpoint, s.p256dh, s.auth))
+        .collect();
+    assert_eq!(
+        subs,
+        vec![(kept, second_keys.p256dh, second_keys.auth)],
+        "push subscriptions"
+    );
+}
+
+/// The store numbers waitlist entries itself, ignoring the `seq` they are given: entries of one change
+/// set get strictly increasing `seq` in the order listed (across events too), and entries of later
+/// change sets, in the same transaction or a later one, get greater ones.
+pub async fn waitlist_entries_get_increasing_seq(store: Arc<dyn Store>) {
+    let (_, e) = seed(&store, 10).await;
+    let other = event(10);
+    let users: Vec<User> = (0..5).map(|i| user(&format!("seq{i}"))).collect();
+    let mut recs: Vec<Rec> = users.iter().map(|u| Rec::User(u.clone())).collect();
+    recs.push(Rec::Event(other.clone()));
+    put(&store, &mut recs).await;
+
+    // Given numbers in no order at all: the store's count from its own.
+    let given = |u: &User, event: &Event, seq: i64| WaitlistEntry {
+        seq,
+        ..entry(u, event)
+    };
+    let first = vec![
+        given(&users[0], &e, 1_000_000),
+        given(&users[1], &other, 7),
+        given(&users[2], &e, -3),
+        given(&users[3], &e, 0),
+    ];
+    let mut tx = begin(&store).await;
+    tx.apply(Changes {
+        new_waitlist_entries: first.clone(),
+        ..Changes::default()
+    })
+    .await
+    .expect("apply");
+    tx.commit().await.expect("commit");
+    let mut tx = begin(&store).await;
+    let later = [given(&users[4], &e, 1), given(&users[0], &other, 1)];
+    for w in &later {
+        tx.apply(Changes {
+            new_waitlist_entries: vec![w.clone()],
+            ..Changes::default()
+        })
+        .await
+        .expect("apply");
+    }
+    tx.commit().await.expect("commit");
+
+    let mut tx = read(&store).await;
+    let mut seqs = Vec::new();
+    for w in first.iter().chain(&later) {
+        let stored = tx
+            .waitlist_entry(w.id)
+            .await
+            .expect("entry")
+            .expect("the entry");
+        seqs.push(stored.seq);
+    }
+    assert!(
+        seqs.windows(2).all(|p| p[0] < p[1]),
+        "seq not increasing in insertion order: {seqs:?}"
+    );
+    let ids: Vec<_> = tx
+        .waitlist(e.id, &[WaitlistStatus::Waiting])
+        .await
+        .expect("waitlist")
+        .into_iter()
+        .map(|w| w.id)
+        .collect();
+    assert_eq!(
+        ids,
+        vec![first[0].id, first[2].id, first[3].id, later[0].id]
+    );
+}
+
+/// A user has at most one live (waiting or offered) waitlist entry per event
+/// (`waitlist_entries_one_live_per_user`), also within one change set; a left or expired entry does
+/// not block a new one, and other events are independent.
 pub async fn one_live_waitlist_entry_per_user_and_event(store: Arc<dyn Store>) {
     let (u, e) = seed(&store, 10).await;
+    let refusal = Refusal::Unique("waitlist_entries_one_live_per_user");
+    let twice = Changes {
+        new_waitlist_entries: vec![entry(&u, &e), entry(&u, &e)],
+        ..Changes::default()
+    };
+    refuse_changes(&store, twice, refusal, "two entries in a change set").await;
     let mut first = [Rec::Entry(entry(&u, &e))];
     put(&store, &mut first).await;
     refuse(
         &store,
         Rec::Entry(entry(&u, &e)),
-        Refusal::Unique,
+        refusal,
         "second waiting entry",
     )
     .await;
@@ -516,7 +873,7 @@ pub async fn one_live_waitlist_entry_per_user_and_event(store: Arc<dyn Store>) {
         unreachable!()
     };
     let offer = hold(&u, &e, at(1800));
-    let offered = evently_core::WaitlistEntry {
+    let offered = WaitlistEntry {
         status: WaitlistStatus::Offered,
         offer_booking_id: Some(offer.id),
         offer_expires_at: offer.held_until,
@@ -524,13 +881,18 @@ pub async fn one_live_waitlist_entry_per_user_and_event(store: Arc<dyn Store>) {
         ..w.clone()
     };
     let mut tx = begin(&store).await;
-    tx.insert_booking(&offer).await.expect("offer");
-    tx.update_waitlist_entry(&offered).await.expect("offered");
+    tx.apply(Changes {
+        new_bookings: vec![offer],
+        updated_waitlist_entries: vec![offered.clone()],
+        ..Changes::default()
+    })
+    .await
+    .expect("offer");
     tx.commit().await.expect("commit");
     refuse(
         &store,
         Rec::Entry(entry(&u, &e)),
-        Refusal::Unique,
+        refusal,
         "entry beside an offer",
     )
     .await;
@@ -557,13 +919,9 @@ pub async fn one_live_waitlist_entry_per_user_and_event(store: Arc<dyn Store>) {
     assert_eq!(live.map(Rec::Entry).as_ref(), Some(&more[0]));
 }
 
-async fn set_entry_status(
-    store: &Arc<dyn Store>,
-    w: &evently_core::WaitlistEntry,
-    to: WaitlistStatus,
-) {
+async fn set_entry_status(store: &Arc<dyn Store>, w: &WaitlistEntry, to: WaitlistStatus) {
     let mut tx = begin(store).await;
-    let next = evently_core::WaitlistEntry {
+    let next = WaitlistEntry {
         status: to,
         ..w.clone()
     };
@@ -571,44 +929,55 @@ async fn set_entry_status(
     tx.commit().await.expect("commit");
 }
 
-/// Bookings and waitlist entries for unknown users or events, and tickets for unknown bookings, are
-/// foreign-key violations.
+/// Bookings, waitlist entries, notifications and push subscriptions of unknown users, bookings and
+/// waitlist entries of unknown events, and tickets of unknown bookings are foreign-key violations,
+/// each named as in the schema.
 pub async fn foreign_keys_are_enforced(store: Arc<dyn Store>) {
     let (u, e) = seed(&store, 10).await;
     let (ghost, nowhere) = (user("ghost"), event(10));
-    let fk = Refusal::ForeignKey;
     let cases = [
         (
             Rec::Booking(booking(&ghost, &e, BookingStatus::Confirmed)),
-            "booking of an unknown user",
+            "bookings_user_id_fkey",
         ),
         (
             Rec::Booking(booking(&u, &nowhere, BookingStatus::Confirmed)),
-            "booking of an unknown event",
+            "bookings_event_id_fkey",
         ),
         (
             Rec::Entry(entry(&ghost, &e)),
-            "waitlist entry of an unknown user",
+            "waitlist_entries_user_id_fkey",
         ),
         (
             Rec::Entry(entry(&u, &nowhere)),
-            "waitlist entry of an unknown event",
+            "waitlist_entries_event_id_fkey",
         ),
         (
             Rec::Tickets(vec![ticket(
                 &booking(&u, &e, BookingStatus::Confirmed),
                 unique("EVT"),
             )]),
-            "ticket of an unknown booking",
+            "tickets_booking_id_fkey",
+        ),
+        (
+            Rec::Notification(notification(&ghost, at(0))),
+            "notifications_user_id_fkey",
+        ),
+        (
+            Rec::Push(push(
+                &ghost,
+                &format!("https://push.example/{}", unique("ghost")),
+            )),
+            "push_subscriptions_user_id_fkey",
         ),
     ];
-    for (r, what) in cases {
-        refuse(&store, r, fk, what).await;
+    for (r, name) in cases {
+        refuse(&store, r, Refusal::ForeignKey(name), name).await;
     }
 }
 
-/// `update_event` with more seats held and confirmed than the capacity is a check violation, and
-/// nothing of it is written.
+/// An event update with more seats held and confirmed than the capacity is
+/// `events_seats_within_capacity`, and nothing of it is written.
 pub async fn update_event_over_capacity_is_refused(store: Arc<dyn Store>) {
     let (_, e) = seed(&store, 10).await;
     let over = Event {
@@ -622,7 +991,7 @@ pub async fn update_event_over_capacity_is_refused(store: Arc<dyn Store>) {
         let mut tx = begin(&store).await;
         assert_refused(
             tx.update_event(&over).await,
-            Refusal::Check,
+            Refusal::Check("events_seats_within_capacity"),
             "11 seats of 10",
         );
     }
@@ -709,7 +1078,7 @@ pub async fn list_events_orders_filters_and_pages(store: Arc<dyn Store>) {
 pub async fn bookings_list_in_order(store: Arc<dyn Store>) {
     let (u, e1) = seed(&store, 100).await;
     let (other, e2) = (user("other"), event(100));
-    let made = |who: &User, e: &Event, secs: i64| evently_core::Booking {
+    let made = |who: &User, e: &Event, secs: i64| Booking {
         created_at: at(secs),
         updated_at: at(secs),
         ..booking(who, e, BookingStatus::Confirmed)
@@ -750,14 +1119,14 @@ pub async fn waitlist_in_seq_order(store: Arc<dyn Store>) {
     recs.push(Rec::Event(other.clone()));
     for (i, u) in users.iter().enumerate() {
         let target = if i == 2 { &other } else { &e };
-        recs.push(Rec::Entry(evently_core::WaitlistEntry {
+        recs.push(Rec::Entry(WaitlistEntry {
             // Later joiners get earlier join times: the order must come from seq.
             joined_at: at(-(i as i64) * 60),
             ..entry(u, target)
         }));
     }
     put(&store, &mut recs).await;
-    let entries: Vec<evently_core::WaitlistEntry> = recs
+    let entries: Vec<WaitlistEntry> = recs
         .iter()
         .filter_map(|r| match r {
             Rec::Entry(w) => Some(w.clone()),
@@ -802,7 +1171,7 @@ pub async fn expired_holds_earliest_first(store: Arc<dyn Store>) {
         hold(&u, &e, now),
         hold(&u, &e, at(1)),
     );
-    let cancelled = evently_core::Booking {
+    let cancelled = Booking {
         status: BookingStatus::Cancelled,
         ..hold(&u, &e, at(-10))
     };
@@ -868,7 +1237,7 @@ pub async fn events_with_expired_holds_lists_due_events(store: Arc<dyn Store>) {
     drop(tx);
 
     let mut tx = begin(&store).await;
-    let expired = evently_core::Booking {
+    let expired = Booking {
         status: BookingStatus::Expired,
         held_until: None,
         updated_at: at(1),
@@ -960,8 +1329,9 @@ pub async fn records_round_trip(store: Arc<dyn Store>) {
     );
 }
 
-/// `mark_notification_sent` sets `sent_at` once (true), then refuses (false); `notifications_for_user`
-/// is newest first and respects its limit.
+/// A notification marked sent keeps the first time it was marked: a second mark, in a later
+/// transaction or later in the same change set, changes nothing, and a rolled-back mark is gone;
+/// `notifications_for_user` is newest first and respects its limit.
 pub async fn notification_marked_sent_once(store: Arc<dyn Store>) {
     let (u, _) = seed(&store, 1).await;
     let (n0, n1, n2) = (
@@ -972,85 +1342,133 @@ pub async fn notification_marked_sent_once(store: Arc<dyn Store>) {
     let mut recs = [&n1, &n0, &n2].map(|n| Rec::Notification(n.clone()));
     put(&store, &mut recs).await;
 
-    for expected in [true, false] {
+    let sent_at = |store: Arc<dyn Store>, id| async move {
+        let mut tx = read(&store).await;
+        let n = tx
+            .notification(id)
+            .await
+            .expect("read")
+            .expect("notification");
+        n.sent_at
+    };
+    let mut tx = begin(&store).await;
+    tx.mark_sent(n0.id, at(3)).await.expect("mark");
+    tx.rollback().await.expect("rollback");
+    assert_eq!(sent_at(store.clone(), n0.id).await, None, "rolled back");
+    for when in [at(5), at(9)] {
         let mut tx = begin(&store).await;
-        let marked = tx.mark_notification_sent(n0.id, at(5)).await.expect("mark");
-        assert_eq!(marked, expected, "mark sent");
+        tx.mark_sent(n0.id, when).await.expect("mark");
         tx.commit().await.expect("commit");
+        assert_eq!(
+            sent_at(store.clone(), n0.id).await,
+            Some(at(5)),
+            "marked at {when}"
+        );
     }
+    let mut tx = begin(&store).await;
+    tx.apply(Changes {
+        notifications_sent: vec![(n1.id, at(6)), (n1.id, at(4))],
+        ..Changes::default()
+    })
+    .await
+    .expect("mark twice");
+    tx.commit().await.expect("commit");
+    assert_eq!(
+        sent_at(store.clone(), n1.id).await,
+        Some(at(6)),
+        "in one change set"
+    );
+    assert_eq!(sent_at(store.clone(), n2.id).await, None, "never marked");
+
     let mut tx = read(&store).await;
-    let stored = tx
-        .notification(n0.id)
-        .await
-        .expect("read")
-        .expect("notification");
-    assert_eq!(stored.sent_at, Some(at(5)));
     let newest = tx.notifications_for_user(u.id, 2).await.expect("list");
-    assert_eq!(newest, vec![n2, n1]);
+    let ids: Vec<_> = newest.iter().map(|n| n.id).collect();
+    assert_eq!(ids, vec![n2.id, n1.id]);
 }
 
-/// `record_notification_delivery` records a channel once (true, then false), a rolled-back record is
-/// gone, `notification_deliveries` lists channels in name order, and an unknown notification is a
-/// foreign-key violation.
+/// A delivery is recorded once per channel: a second record of a channel (in a later transaction or
+/// the same change set) is no error and leaves one; a rolled-back record is gone;
+/// `notification_deliveries` lists channels in name order; an unknown notification is
+/// `notification_deliveries_notification_id_fkey`; an empty channel, or one over 64 characters, is
+/// `notification_deliveries_channel_check`.
 pub async fn notification_deliveries_recorded_once(store: Arc<dyn Store>) {
     let (u, _) = seed(&store, 1).await;
     let n = notification(&u, at(0));
     put(&store, &mut [Rec::Notification(n.clone())]).await;
+    let channels = |store: Arc<dyn Store>, id| async move {
+        let mut tx = read(&store).await;
+        tx.notification_deliveries(id).await.expect("list")
+    };
 
-    for expected in [true, false] {
+    for when in [at(1), at(2)] {
         let mut tx = begin(&store).await;
-        let recorded = tx
-            .record_notification_delivery(n.id, "push", at(1))
+        tx.record_delivery(n.id, "push", when)
             .await
             .expect("record");
-        assert_eq!(recorded, expected, "record push");
         tx.commit().await.expect("commit");
+        assert_eq!(channels(store.clone(), n.id).await, vec!["push".to_owned()]);
     }
     let mut tx = begin(&store).await;
-    assert!(
-        tx.record_notification_delivery(n.id, "webhook", at(2))
-            .await
-            .expect("record")
-    );
+    tx.record_delivery(n.id, "webhook", at(2))
+        .await
+        .expect("record");
     tx.rollback().await.expect("rollback");
+    let longest = "x".repeat(64);
     let mut tx = begin(&store).await;
-    assert!(
-        tx.record_notification_delivery(n.id, "email", at(3))
-            .await
-            .expect("record")
-    );
+    tx.apply(Changes {
+        deliveries: vec![
+            delivery(n.id, "email", at(3)),
+            delivery(n.id, &longest, at(3)),
+            delivery(n.id, "email", at(4)),
+        ],
+        ..Changes::default()
+    })
+    .await
+    .expect("record");
     tx.commit().await.expect("commit");
-
-    let mut tx = read(&store).await;
     assert_eq!(
-        tx.notification_deliveries(n.id).await.expect("list"),
-        vec!["email".to_owned(), "push".to_owned()]
+        channels(store.clone(), n.id).await,
+        vec!["email".to_owned(), "push".to_owned(), longest]
     );
     let other = notification(&u, at(4));
-    assert!(
-        tx.notification_deliveries(other.id)
-            .await
-            .expect("list")
-            .is_empty()
-    );
-    drop(tx);
+    assert!(channels(store.clone(), other.id).await.is_empty());
 
-    let mut tx = begin(&store).await;
-    let missing = tx
-        .record_notification_delivery(other.id, "email", at(5))
-        .await
-        .expect_err("unknown notification");
-    assert!(
-        matches!(
-            missing,
-            evently_core::StoreError::ForeignKeyViolation { .. }
+    let refused = [
+        (
+            delivery(n.id, "", at(5)),
+            Refusal::Check("notification_deliveries_channel_check"),
+            "empty channel",
         ),
-        "{missing:?}"
+        (
+            delivery(n.id, &"y".repeat(65), at(5)),
+            Refusal::Check("notification_deliveries_channel_check"),
+            "65 characters",
+        ),
+        (
+            delivery(other.id, "email", at(5)),
+            Refusal::ForeignKey("notification_deliveries_notification_id_fkey"),
+            "unknown notification",
+        ),
+    ];
+    for (d, refusal, what) in refused {
+        let mut tx = begin(&store).await;
+        assert_refused(
+            tx.record_delivery(d.notification_id, &d.channel, d.at)
+                .await,
+            refusal,
+            what,
+        );
+    }
+    assert_eq!(
+        channels(store.clone(), n.id).await.len(),
+        3,
+        "refused records"
     );
 }
 
-/// `upsert_push_subscription` replaces the keys and owner of the subscription with the same endpoint;
-/// `delete_push_subscription` returns true once, then false, and a rolled-back delete keeps it.
+/// Upserting a push subscription replaces the keys and owner of the one with the same endpoint;
+/// removing one deletes it on commit, not in a dropped transaction, and removing an endpoint that has
+/// none is no error.
 pub async fn push_subscription_upsert_and_delete(store: Arc<dyn Store>) {
     let (alice, _) = seed(&store, 1).await;
     let bob = user("bob");
@@ -1064,54 +1482,35 @@ pub async fn push_subscription_upsert_and_delete(store: Arc<dyn Store>) {
     };
     put(&store, &mut [Rec::Push(moved.clone())]).await;
 
-    let mut tx = read(&store).await;
-    assert!(
-        tx.push_subscriptions_for_user(alice.id)
-            .await
-            .expect("list")
-            .is_empty()
-    );
-    let bobs = tx.push_subscriptions_for_user(bob.id).await.expect("list");
-    let keys: Vec<_> = bobs
-        .iter()
-        .map(|s| {
-            (
-                s.user_id,
-                s.endpoint.as_str(),
-                s.p256dh.as_str(),
-                s.auth.as_str(),
-            )
-        })
-        .collect();
-    assert_eq!(
-        keys,
-        vec![(bob.id, endpoint.as_str(), "BMoved", "moved-auth")]
-    );
-    drop(tx);
+    let endpoints = |store: Arc<dyn Store>, who| async move {
+        let mut tx = read(&store).await;
+        let subs = tx.push_subscriptions_for_user(who).await.expect("list");
+        subs.into_iter()
+            .map(|s| (s.user_id, s.endpoint, s.p256dh, s.auth))
+            .collect::<Vec<_>>()
+    };
+    assert!(endpoints(store.clone(), alice.id).await.is_empty());
+    let bobs = vec![(
+        bob.id,
+        endpoint.clone(),
+        "BMoved".to_owned(),
+        "moved-auth".to_owned(),
+    )];
+    assert_eq!(endpoints(store.clone(), bob.id).await, bobs);
 
     {
         let mut tx = begin(&store).await;
-        assert!(
-            tx.delete_push_subscription(&endpoint)
-                .await
-                .expect("delete")
-        );
+        tx.remove_push(&endpoint).await.expect("remove");
     }
-    for expected in [true, false] {
-        let mut tx = begin(&store).await;
-        assert_eq!(
-            tx.delete_push_subscription(&endpoint)
-                .await
-                .expect("delete"),
-            expected
-        );
-        tx.commit().await.expect("commit");
-    }
-    let mut tx = read(&store).await;
-    assert!(
-        tx.push_subscriptions_for_user(bob.id)
-            .await
-            .expect("list")
-            .is_empty()
+    assert_eq!(
+        endpoints(store.clone(), bob.id).await,
+        bobs,
+        "dropped removal"
     );
+    for _ in 0..2 {
+        let mut tx = begin(&store).await;
+        tx.remove_push(&endpoint).await.expect("remove");
+        tx.commit().await.expect("commit");
+        assert!(endpoints(store.clone(), bob.id).await.is_empty());
+    }
 }

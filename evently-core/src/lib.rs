@@ -51,6 +51,6 @@ pub use ids::{
 pub use model::*;
 pub use money::{Currency, Money};
 pub use ports::{
-    Clock, IdGenerator, JobQueue, LockMode, ManualClock, Notifier, PricingPolicy, Store,
+    Changes, Clock, IdGenerator, JobQueue, LockMode, ManualClock, Notifier, PricingPolicy, Store,
     SystemClock, Transaction, WaitlistPolicy,
 };

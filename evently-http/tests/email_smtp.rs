@@ -14,7 +14,8 @@ use std::time::Duration;
 use chrono::Utc;
 use common::{event, user};
 use evently_core::{
-    BookingRequest, BookingStatus, Evently, JobPayload, NewJob, NotificationKind, Role, Store,
+    BookingRequest, BookingStatus, Changes, Evently, JobPayload, NewJob, NotificationKind, Role,
+    Store,
 };
 use evently_http::notify::{EmailNotifier, MailTransport};
 use evently_http::worker::Worker;
@@ -266,12 +267,18 @@ async fn confirmation_with_pdf_tickets_arrives_over_smtp_once() {
 
     // A duplicate delivery job for the already-sent confirmation is a no-op too.
     let mut tx = store.begin().await.expect("tx");
-    tx.enqueue_job(&NewJob::now(
-        JobPayload::DeliverNotification {
-            notification_id: confirmation.id,
-        },
-        Utc::now(),
-    ))
+    tx.apply(Changes {
+        new_jobs: vec![
+            (NewJob::now(
+                JobPayload::DeliverNotification {
+                    notification_id: confirmation.id,
+                },
+                Utc::now(),
+            ))
+            .clone(),
+        ],
+        ..Changes::default()
+    })
     .await
     .expect("enqueue");
     tx.commit().await.expect("commit");

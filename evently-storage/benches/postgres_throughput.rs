@@ -47,7 +47,12 @@ async fn admin_and_users(store: &PostgresStore, n: usize) -> (Actor, Vec<Actor>)
             attributes: BTreeMap::new(),
             created_at: Utc::now(),
         };
-        tx.insert_user(&u).await.expect("insert user");
+        tx.apply(Changes {
+            new_users: vec![u.clone()],
+            ..Changes::default()
+        })
+        .await
+        .expect("insert user");
         actors.push(Actor::new(u.id, u.role));
     }
     tx.commit().await.expect("commit");

@@ -1,6 +1,12 @@
-//! An in-memory store. One lock guards all data for the length of a transaction, so transactions are
-//! serialisable; an undo log rolls back a transaction that is dropped without commit.
+//! An in-memory store: ordinary maps behind one ordinary (asynchronous) lock.
+//!
+//! A transaction holds the lock from `begin` to `commit` or `rollback`, so transactions run one at a
+//! time and are serialisable; `LockMode::ForUpdate` needs nothing more. Every change a transaction
+//! applies records how to take it back, and dropping the transaction without `commit` takes them
+//! back, newest first. A change set that fails part-way is taken back at once, so a failed
+//! [`Transaction::apply`] leaves nothing behind.
 
+use std::collections::hash_map::Entry;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::Duration;
@@ -8,93 +14,50 @@ use std::time::Duration;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use evently_core::ports::{
-    BookingRepository, BookingStep, Confirmation, EventRepository, JobSink, JobStats,
-    NotificationRepository, PushSubscriptionRepository, StepWrites, TicketRepository,
-    UserRepository, WaitlistRepository,
+    BookingRepository, Changes, DeliveryRecord, EventRepository, JobStats, NotificationRepository,
+    PushSubscriptionRepository, TicketRepository, UserRepository, WaitlistRepository,
 };
 use evently_core::{
     Booking, BookingId, BookingStatus, Event, EventFilter, EventId, Job, JobId, JobQueue,
     JobStatus, LockMode, NewJob, Notification, NotificationId, PushSubscription, Store, StoreError,
     Ticket, Transaction, User, UserId, WaitlistEntry, WaitlistEntryId, WaitlistStatus,
 };
-
-mod lock;
-use lock::{SpinGuard, SpinLock};
+use tokio::sync::{Mutex, OwnedMutexGuard};
 
 type R<T> = Result<T, StoreError>;
 
-/// Maps keyed by ids and strings. foldhash: several times faster than SipHash on 16-byte ids, and
-/// seeded per process, so keys chosen by users (emails) cannot be aimed at one bucket.
+/// The standard hash map with foldhash: several times faster than SipHash on 16-byte ids, and
+/// seeded per process, so keys chosen by users (e-mails, idempotency keys) cannot be aimed at one
+/// bucket.
 type HashMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
 
-/// A booking and its tickets, which are inserted together and read together: kept with the booking
-/// (as the engine handed them over) instead of in a table of their own, one hash-table insert less per
-/// confirmed booking.
-struct BookingRow {
-    booking: Booking,
-    tickets: Vec<Ticket>,
-}
-
+/// Every table, with the indexes the reads need. The large records are boxed, so a table that grows
+/// moves pointers, not records (a booking run fills tables of hundreds of thousands of entries).
 #[derive(Default)]
 struct State {
     users: HashMap<UserId, User>,
     users_by_email: HashMap<String, UserId>,
     events: HashMap<EventId, Event>,
-    /// Boxed, like the other large records: the table stays small, so growing it copies and touches
-    /// less memory (page faults were a third of the CPU time of a booking run).
+    /// Each booking with its tickets, which are inserted after it and read with it.
     bookings: HashMap<BookingId, Box<BookingRow>>,
     bookings_by_key: HashMap<(UserId, String), BookingId>,
     bookings_by_user: HashMap<UserId, Vec<BookingId>>,
     bookings_by_event: HashMap<EventId, Vec<BookingId>>,
+    /// Held bookings by event, ordered by `held_until`.
     holds: HashMap<EventId, BTreeSet<(DateTime<Utc>, BookingId)>>,
     waitlist: HashMap<WaitlistEntryId, WaitlistEntry>,
+    /// In join order.
     waitlist_by_event: HashMap<EventId, Vec<WaitlistEntryId>>,
     next_seq: i64,
-    /// Ticket numbers, by their hash: the booking holding the number. A number whose hash another
-    /// number already has goes to `ticket_numbers_extra` instead.
-    ticket_numbers: HashMap<u64, BookingId>,
-    ticket_numbers_extra: HashMap<String, BookingId>,
-    number_hasher: foldhash::fast::RandomState,
+    /// The booking holding each ticket number.
+    ticket_numbers: HashMap<String, BookingId>,
     notifications: HashMap<NotificationId, Box<Notification>>,
     notifications_by_user: HashMap<UserId, Vec<NotificationId>>,
     deliveries: HashMap<NotificationId, BTreeMap<String, DateTime<Utc>>>,
     push: HashMap<String, PushSubscription>,
     jobs: HashMap<JobId, Box<Job>>,
+    /// The live (queued or running) job holding each dedupe key.
     job_dedupe: HashMap<String, JobId>,
-    job_ids: JobIds,
-}
-
-/// Makes job ids: UUIDv7 (a time in milliseconds, then a sequence number, then random bits), strictly
-/// increasing within the store, without the shared clock-sequence context and random-number calls of
-/// `Uuid::now_v7` (a job is enqueued in every confirmation transaction, under the store's lock). The
-/// time is the job's creation time, which the store records as its `run_at` (the transaction's time
-/// for the engine's jobs), so making an id reads no clock.
-#[derive(Default)]
-struct JobIds {
-    last_ms: u64,
-    seq: u64,
-    rng: u64,
-}
-
-impl JobIds {
-    fn next(&mut self, at: DateTime<Utc>) -> JobId {
-        let now = u64::try_from(at.timestamp_millis()).unwrap_or(0);
-        // Never backwards, even if the wall clock is.
-        self.last_ms = self.last_ms.max(now);
-        self.seq += 1;
-        if self.rng == 0 {
-            // Seeded once from the system's random source; xorshift64 after that (never 0 again).
-            self.rng = (uuid::Uuid::new_v4().as_u64_pair().0) | 1;
-        }
-        self.rng ^= self.rng << 13;
-        self.rng ^= self.rng >> 7;
-        self.rng ^= self.rng << 17;
-        // 48 bits of sequence (rand_a and the top of rand_b), then 32 random bits.
-        let mut bytes = [0u8; 10];
-        bytes[..6].copy_from_slice(&self.seq.to_be_bytes()[2..]);
-        bytes[6..].copy_from_slice(&self.rng.to_be_bytes()[..4]);
-        JobId(uuid::Builder::from_unix_timestamp_millis(self.last_ms, &bytes).into_uuid())
-    }
 }
 
 fn unique(c: &str) -> StoreError {
@@ -109,81 +72,247 @@ fn fk(c: &str) -> StoreError {
     }
 }
 
-/// The events table's check: seats held plus confirmed within the capacity.
-fn seats_within_capacity(event: &Event) -> R<()> {
-    if u64::from(event.seats_held) + u64::from(event.seats_confirmed) > u64::from(event.capacity) {
-        return Err(StoreError::CheckViolation {
-            constraint: "events_seats_within_capacity".into(),
-        });
-    }
-    Ok(())
-}
-
 fn missing(what: &str) -> StoreError {
     StoreError::Backend {
         message: format!("{what} does not exist"),
     }
 }
 
+/// Removes `id` from an index list; the newest entry (the usual one to take back) is found first.
+fn unlist<T: PartialEq>(list: Option<&mut Vec<T>>, id: &T) {
+    if let Some(v) = list
+        && let Some(i) = v.iter().rposition(|x| x == id)
+    {
+        v.remove(i);
+    }
+}
+
+/// A booking and its tickets, in the order they were inserted.
+struct BookingRow {
+    booking: Booking,
+    tickets: Vec<Ticket>,
+}
+
+/// One change, as the way to take it back: the record's previous value (`None`: it did not exist).
+enum Undo {
+    User(UserId, Option<Box<User>>),
+    Event(EventId, Option<Box<Event>>),
+    Booking(BookingId, Option<Box<Booking>>),
+    Waitlist(WaitlistEntryId, Option<Box<WaitlistEntry>>),
+    /// The newest ticket of a booking.
+    Ticket(BookingId),
+    Notification(NotificationId, Option<Box<Notification>>),
+    Delivery(NotificationId, String),
+    Push(String, Option<Box<PushSubscription>>),
+    Job(JobId),
+}
+
 impl State {
-    fn ticket_by_number(&self, number: &str) -> Option<&Ticket> {
-        use std::hash::BuildHasher as _;
-        let find = |b: &BookingId| {
-            self.bookings
-                .get(b)?
-                .tickets
-                .iter()
-                .find(|t| t.number == number)
+    /// Sets user `id` to `new` (`None` removes it), keeping the e-mail index; returns the old value.
+    fn put_user(&mut self, id: UserId, new: Option<User>) -> Option<User> {
+        let old = match new {
+            Some(u) => {
+                self.users_by_email.insert(u.email.clone(), id);
+                self.users.insert(id, u)
+            }
+            None => self.users.remove(&id),
         };
-        self.ticket_numbers
-            .get(&self.number_hasher.hash_one(number))
-            .and_then(find)
-            .or_else(|| self.ticket_numbers_extra.get(number).and_then(find))
-    }
-
-    /// Whether the number of `tickets[i]` is stored already, or taken by an earlier ticket of
-    /// `tickets` (the tickets_number_key constraint).
-    fn number_taken(&self, tickets: &[Ticket], i: usize) -> bool {
-        let number = &tickets[i].number;
-        self.ticket_by_number(number).is_some() || tickets[..i].iter().any(|o| &o.number == number)
-    }
-
-    fn add_ticket_number(&mut self, number: &str, booking: BookingId) {
-        use std::collections::hash_map::Entry;
-        use std::hash::BuildHasher as _;
-        match self
-            .ticket_numbers
-            .entry(self.number_hasher.hash_one(number))
+        if let Some(o) = &old
+            && self.users.get(&id).is_none_or(|u| u.email != o.email)
         {
-            Entry::Vacant(e) => {
-                e.insert(booking);
+            self.users_by_email.remove(&o.email);
+        }
+        old
+    }
+
+    /// Inserts booking `id`, replaces it (its tickets stay) or (`None`) removes it with its tickets,
+    /// keeping every index; returns the old value.
+    fn put_booking(&mut self, id: BookingId, new: Option<Booking>) -> Option<Booking> {
+        fn hold(b: &Booking) -> Option<(EventId, (DateTime<Utc>, BookingId))> {
+            let until = b.held_until.filter(|_| b.status == BookingStatus::Held)?;
+            Some((b.event_id, (until, b.id)))
+        }
+        let new_hold = new.as_ref().and_then(hold);
+        let old = match (new, self.bookings.get_mut(&id)) {
+            (Some(b), Some(row)) => Some(std::mem::replace(&mut row.booking, b)),
+            (Some(b), None) => {
+                // User, event and idempotency key never change: the indexes change on insert and
+                // removal only.
+                if let Some(k) = &b.idempotency_key {
+                    self.bookings_by_key.insert((b.user_id, k.clone()), id);
+                }
+                self.bookings_by_user.entry(b.user_id).or_default().push(id);
+                self.bookings_by_event
+                    .entry(b.event_id)
+                    .or_default()
+                    .push(id);
+                let row = BookingRow {
+                    booking: b,
+                    tickets: Vec::new(),
+                };
+                self.bookings.insert(id, Box::new(row));
+                None
             }
-            Entry::Occupied(_) => {
-                self.ticket_numbers_extra.insert(number.to_owned(), booking);
+            (None, Some(_)) => {
+                let row = self.bookings.remove(&id)?;
+                let BookingRow {
+                    booking: b,
+                    tickets,
+                } = *row;
+                for t in tickets {
+                    self.ticket_numbers.remove(&t.number);
+                }
+                if let Some(k) = &b.idempotency_key {
+                    self.bookings_by_key.remove(&(b.user_id, k.clone()));
+                }
+                unlist(self.bookings_by_user.get_mut(&b.user_id), &id);
+                unlist(self.bookings_by_event.get_mut(&b.event_id), &id);
+                Some(b)
+            }
+            (None, None) => None,
+        };
+        if let Some((event, key)) = old.as_ref().and_then(hold)
+            && let Some(set) = self.holds.get_mut(&event)
+        {
+            set.remove(&key);
+        }
+        if let Some((event, key)) = new_hold {
+            self.holds.entry(event).or_default().insert(key);
+        }
+        old
+    }
+
+    /// Sets waitlist entry `id` to `new` (`None` removes it); returns the old value.
+    fn put_waitlist(
+        &mut self,
+        id: WaitlistEntryId,
+        new: Option<WaitlistEntry>,
+    ) -> Option<WaitlistEntry> {
+        match new {
+            Some(e) => {
+                let event = e.event_id;
+                let old = self.waitlist.insert(id, e);
+                if old.is_none() {
+                    self.waitlist_by_event.entry(event).or_default().push(id);
+                }
+                old
+            }
+            None => {
+                let old = self.waitlist.remove(&id);
+                if let Some(o) = &old {
+                    unlist(self.waitlist_by_event.get_mut(&o.event_id), &id);
+                }
+                old
             }
         }
     }
 
-    fn remove_ticket_number(&mut self, number: &str, booking: BookingId) {
-        use std::hash::BuildHasher as _;
-        if self.ticket_numbers_extra.get(number) == Some(&booking) {
-            self.ticket_numbers_extra.remove(number);
-            return;
-        }
-        let h = self.number_hasher.hash_one(number);
-        if self.ticket_numbers.get(&h) == Some(&booking) {
-            self.ticket_numbers.remove(&h);
+    fn remove_newest_ticket(&mut self, booking: BookingId) {
+        if let Some(row) = self.bookings.get_mut(&booking)
+            && let Some(t) = row.tickets.pop()
+        {
+            self.ticket_numbers.remove(&t.number);
         }
     }
 
-    fn set_hold_index(&mut self, b: &Booking, on: bool) {
-        if let Some(t) = b.held_until {
-            let set = self.holds.entry(b.event_id).or_default();
-            if on && b.status == BookingStatus::Held {
-                set.insert((t, b.id));
-            } else {
-                set.remove(&(t, b.id));
+    fn put_notification(
+        &mut self,
+        id: NotificationId,
+        new: Option<Box<Notification>>,
+    ) -> Option<Box<Notification>> {
+        match new {
+            Some(n) => {
+                let user = n.user_id;
+                let old = self.notifications.insert(id, n);
+                if old.is_none() {
+                    self.notifications_by_user.entry(user).or_default().push(id);
+                }
+                old
             }
+            None => {
+                let old = self.notifications.remove(&id);
+                if let Some(o) = &old {
+                    unlist(self.notifications_by_user.get_mut(&o.user_id), &id);
+                }
+                old
+            }
+        }
+    }
+
+    /// Queues a job unless a live job holds its dedupe key.
+    fn enqueue(&mut self, job: &NewJob) -> Option<JobId> {
+        if let Some(k) = &job.dedupe_key
+            && self.job_dedupe.contains_key(k)
+        {
+            return None;
+        }
+        // Version 7, with the job's creation time (its `run_at`): no clock read.
+        let at = job.run_at;
+        let ts = uuid::Timestamp::from_unix(
+            uuid::NoContext,
+            u64::try_from(at.timestamp()).unwrap_or(0),
+            at.timestamp_subsec_nanos(),
+        );
+        let j = Box::new(job.queued(JobId(uuid::Uuid::new_v7(ts))));
+        let id = j.id;
+        if let Some(k) = &j.dedupe_key {
+            self.job_dedupe.insert(k.clone(), id);
+        }
+        self.jobs.insert(id, j);
+        Some(id)
+    }
+
+    fn remove_job(&mut self, id: JobId) {
+        if let Some(j) = self.jobs.remove(&id) {
+            self.release_dedupe(&j);
+        }
+    }
+
+    fn release_dedupe(&mut self, job: &Job) {
+        if let Some(k) = &job.dedupe_key
+            && self.job_dedupe.get(k) == Some(&job.id)
+        {
+            self.job_dedupe.remove(k);
+        }
+    }
+
+    fn undo(&mut self, u: Undo) {
+        match u {
+            Undo::User(id, old) => {
+                self.put_user(id, old.map(|u| *u));
+            }
+            Undo::Event(id, old) => match old {
+                Some(e) => {
+                    self.events.insert(id, *e);
+                }
+                None => {
+                    self.events.remove(&id);
+                }
+            },
+            Undo::Booking(id, old) => {
+                self.put_booking(id, old.map(|b| *b));
+            }
+            Undo::Waitlist(id, old) => {
+                self.put_waitlist(id, old.map(|e| *e));
+            }
+            Undo::Ticket(booking) => self.remove_newest_ticket(booking),
+            Undo::Notification(id, old) => {
+                self.put_notification(id, old);
+            }
+            Undo::Delivery(id, channel) => {
+                if let Some(m) = self.deliveries.get_mut(&id) {
+                    m.remove(&channel);
+                }
+            }
+            Undo::Push(endpoint, old) => match old {
+                Some(p) => {
+                    self.push.insert(endpoint, *p);
+                }
+                None => {
+                    self.push.remove(&endpoint);
+                }
+            },
+            Undo::Job(id) => self.remove_job(id),
         }
     }
 
@@ -204,163 +333,12 @@ impl State {
         }
         s
     }
-
-    fn release_dedupe(&mut self, job: &Job) {
-        if let Some(k) = &job.dedupe_key
-            && self.job_dedupe.get(k) == Some(&job.id)
-        {
-            self.job_dedupe.remove(k);
-        }
-    }
-}
-
-/// How to take back one change of a transaction. The hot writes of a booking have their own variants
-/// (no boxed closure, no copy of the record: the stored record says what to remove); the rest use a
-/// closure.
-enum Undo {
-    /// Remove an inserted booking and its index entries.
-    InsertBooking(BookingId),
-    /// Remove the last `count` tickets inserted for a booking.
-    InsertTickets { booking: BookingId, count: usize },
-    /// Remove an inserted notification.
-    InsertNotification { id: NotificationId, user: UserId },
-    /// Remove an enqueued job.
-    InsertJob(JobId),
-    /// Restore an event whose text fields were replaced.
-    UpdateEvent(Box<Event>),
-    /// Restore an event's other fields (its text fields were kept): no allocation on the hot path.
-    UpdateEventScalars(EventScalars),
-    /// Anything else.
-    Other(Box<dyn FnOnce(&mut State) + Send>),
-}
-
-impl Undo {
-    fn apply(self, s: &mut State) {
-        match self {
-            Undo::InsertBooking(id) => {
-                let Some(row) = s.bookings.remove(&id) else {
-                    return;
-                };
-                let BookingRow {
-                    booking: b,
-                    tickets,
-                } = *row;
-                // Its tickets were undone first (the undo log runs backwards); any left go too.
-                for t in tickets {
-                    s.remove_ticket_number(&t.number, id);
-                }
-                s.set_hold_index(&b, false);
-                if let Some(k) = b.idempotency_key {
-                    s.bookings_by_key.remove(&(b.user_id, k));
-                }
-                if let Some(v) = s.bookings_by_user.get_mut(&b.user_id) {
-                    v.retain(|x| *x != id);
-                }
-                if let Some(v) = s.bookings_by_event.get_mut(&b.event_id) {
-                    v.retain(|x| *x != id);
-                }
-            }
-            Undo::InsertTickets { booking, count } => {
-                let Some(row) = s.bookings.get_mut(&booking) else {
-                    return;
-                };
-                // Undone in reverse order, so this booking's newest tickets are the ones to go.
-                let keep = row.tickets.len().saturating_sub(count);
-                let gone: Vec<Ticket> = row.tickets.drain(keep..).collect();
-                for t in gone {
-                    s.remove_ticket_number(&t.number, booking);
-                }
-            }
-            Undo::InsertNotification { id, user } => {
-                s.notifications.remove(&id);
-                s.deliveries.remove(&id);
-                if let Some(v) = s.notifications_by_user.get_mut(&user) {
-                    v.retain(|x| *x != id);
-                }
-            }
-            Undo::InsertJob(id) => {
-                if let Some(j) = s.jobs.remove(&id) {
-                    s.release_dedupe(&j);
-                }
-            }
-            Undo::UpdateEvent(prev) => {
-                s.events.insert(prev.id, *prev);
-            }
-            Undo::UpdateEventScalars(prev) => {
-                if let Some(slot) = s.events.get_mut(&prev.id) {
-                    prev.restore(slot);
-                }
-            }
-            Undo::Other(f) => f(s),
-        }
-    }
-}
-
-/// The fields of an event besides its texts (and its id and creation time, which never change).
-struct EventScalars {
-    id: EventId,
-    starts_at: DateTime<Utc>,
-    ends_at: DateTime<Utc>,
-    capacity: u32,
-    price: evently_core::Money,
-    active: bool,
-    version: u64,
-    seats_held: u32,
-    seats_confirmed: u32,
-    updated_at: DateTime<Utc>,
-}
-
-impl EventScalars {
-    fn of(e: &Event) -> Self {
-        // Every field named, so a new one cannot be forgotten here.
-        let Event {
-            id,
-            name: _,
-            description: _,
-            venue: _,
-            category: _,
-            starts_at,
-            ends_at,
-            capacity,
-            price,
-            active,
-            version,
-            seats_held,
-            seats_confirmed,
-            created_at: _,
-            updated_at,
-        } = *e;
-        Self {
-            id,
-            starts_at,
-            ends_at,
-            capacity,
-            price,
-            active,
-            version,
-            seats_held,
-            seats_confirmed,
-            updated_at,
-        }
-    }
-
-    fn restore(&self, e: &mut Event) {
-        e.starts_at = self.starts_at;
-        e.ends_at = self.ends_at;
-        e.capacity = self.capacity;
-        e.price = self.price;
-        e.active = self.active;
-        e.version = self.version;
-        e.seats_held = self.seats_held;
-        e.seats_confirmed = self.seats_confirmed;
-        e.updated_at = self.updated_at;
-    }
 }
 
 /// The in-memory store. Clones share the same data.
 #[derive(Clone, Default)]
 pub struct MemoryStore {
-    state: SpinLock<State>,
+    state: Arc<Mutex<State>>,
 }
 
 impl std::fmt::Debug for MemoryStore {
@@ -379,15 +357,11 @@ impl MemoryStore {
 #[async_trait]
 impl Store for MemoryStore {
     async fn begin(&self) -> R<Box<dyn Transaction>> {
-        // This thread's spare undo log, taken before the lock: the store's state stays untouched
-        // by it (another core's writes to a shared spare would move its cache line on every booking).
-        // The transaction's box too: no allocation while holding the lock.
-        let mut tx = Box::new(MemoryTx {
-            guard: None,
-            undo: SPARE_UNDO.take(),
-        });
-        tx.guard = Some(self.state.lock().await);
-        Ok(tx)
+        Ok(Box::new(MemoryTx {
+            st: self.state.clone().lock_owned().await,
+            // Room for a booking batch's changes without growing.
+            undo: Vec::with_capacity(32),
+        }))
     }
 
     fn job_queue(&self) -> Arc<dyn JobQueue> {
@@ -401,352 +375,259 @@ impl Store for MemoryStore {
     async fn ping(&self) -> R<()> {
         Ok(())
     }
-
-    /// No: a transaction here is a few microseconds under the store's lock, which a waiting task
-    /// takes by spinning briefly (see `lock`); sharing transactions would add queueing and wake-ups.
-    fn combines_bookings(&self) -> bool {
-        false
-    }
 }
 
-thread_local! {
-    /// The undo log's allocation, kept between this thread's transactions.
-    static SPARE_UNDO: std::cell::Cell<Vec<Undo>> = const { std::cell::Cell::new(Vec::new()) };
-}
-
+/// A transaction: the store's lock, and how to take back what it changed.
 struct MemoryTx {
-    guard: Option<SpinGuard<State>>,
+    st: OwnedMutexGuard<State>,
     undo: Vec<Undo>,
 }
 
 impl MemoryTx {
-    fn st(&mut self) -> &mut State {
-        // The guard is taken out only by commit/rollback, which consume the transaction.
-        self.guard.as_mut().expect("transaction already ended")
-    }
-
-    fn on_rollback(&mut self, f: impl FnOnce(&mut State) + Send + 'static) {
-        self.undo.push(Undo::Other(Box::new(f)));
-    }
-
-    fn roll_back(&mut self) {
-        if let Some(mut g) = self.guard.take() {
-            while let Some(u) = self.undo.pop() {
-                u.apply(&mut g);
-            }
-            drop(g);
-            SPARE_UNDO.set(std::mem::take(&mut self.undo));
-        }
-    }
-
-    /// Stores tickets (moved in) after checking them; see [`TicketRepository::insert_tickets`].
-    fn put_tickets(&mut self, tickets: Vec<Ticket>) -> R<()> {
-        let st = self.st();
-        for (i, t) in tickets.iter().enumerate() {
-            if !st.bookings.contains_key(&t.booking_id) {
-                return Err(fk("tickets_booking_id_fkey"));
-            }
-            if st.number_taken(&tickets, i) {
-                return Err(unique("tickets_number_key"));
+    /// Takes back the changes recorded after the first `keep`, newest first.
+    fn undo_to(&mut self, keep: usize) {
+        while self.undo.len() > keep {
+            if let Some(u) = self.undo.pop() {
+                self.st.undo(u);
             }
         }
-        let Some(first) = tickets.first().map(|t| t.booking_id) else {
-            return Ok(());
-        };
-        if tickets.iter().all(|t| t.booking_id == first) {
-            // The engine's case: one booking's tickets, kept as handed over.
-            for t in &tickets {
-                st.add_ticket_number(&t.number, first);
+    }
+
+    fn apply_all(&mut self, c: Changes) -> R<()> {
+        for u in c.new_users {
+            if self.st.users_by_email.contains_key(&u.email) {
+                return Err(unique("users_email_key"));
             }
-            let count = tickets.len();
-            let Some(row) = st.bookings.get_mut(&first) else {
+            if self.st.users.contains_key(&u.id) {
+                return Err(unique("users_pkey"));
+            }
+            let id = u.id;
+            self.st.put_user(id, Some(u));
+            self.undo.push(Undo::User(id, None));
+        }
+        for u in c.updated_users {
+            let Some(old) = self.st.users.get(&u.id) else {
+                return Err(missing("user"));
+            };
+            // E-mail and creation time never change.
+            let next = User {
+                email: old.email.clone(),
+                created_at: old.created_at,
+                ..u
+            };
+            let id = next.id;
+            let old = self.st.put_user(id, Some(next));
+            self.undo.push(Undo::User(id, old.map(Box::new)));
+        }
+        for e in c.new_events {
+            if self.st.events.contains_key(&e.id) {
+                return Err(unique("events_pkey"));
+            }
+            self.undo.push(Undo::Event(e.id, None));
+            self.st.events.insert(e.id, e);
+        }
+        for e in c.updated_events {
+            if u64::from(e.seats_held) + u64::from(e.seats_confirmed) > u64::from(e.capacity) {
+                return Err(StoreError::CheckViolation {
+                    constraint: "events_seats_within_capacity".into(),
+                });
+            }
+            let Some(slot) = self.st.events.get_mut(&e.id) else {
+                return Err(missing("event"));
+            };
+            let next = Event {
+                created_at: slot.created_at,
+                ..e
+            };
+            let old = std::mem::replace(slot, next);
+            self.undo.push(Undo::Event(old.id, Some(Box::new(old))));
+        }
+        for mut e in c.new_waitlist_entries {
+            let st = &mut *self.st;
+            if !st.users.contains_key(&e.user_id) {
+                return Err(fk("waitlist_entries_user_id_fkey"));
+            }
+            if !st.events.contains_key(&e.event_id) {
+                return Err(fk("waitlist_entries_event_id_fkey"));
+            }
+            if st.waitlist.contains_key(&e.id) {
+                return Err(unique("waitlist_entries_id_key"));
+            }
+            let live_exists = st
+                .waitlist_by_event
+                .get(&e.event_id)
+                .into_iter()
+                .flatten()
+                .filter_map(|id| st.waitlist.get(id))
+                .any(|x| x.user_id == e.user_id && x.status.is_live());
+            if live_exists && e.status.is_live() {
+                return Err(unique("waitlist_entries_one_live_per_user"));
+            }
+            st.next_seq += 1;
+            e.seq = st.next_seq;
+            e.position = None;
+            let id = e.id;
+            st.put_waitlist(id, Some(e));
+            self.undo.push(Undo::Waitlist(id, None));
+        }
+        for b in c.new_bookings {
+            let st = &mut *self.st;
+            if !st.users.contains_key(&b.user_id) {
+                return Err(fk("bookings_user_id_fkey"));
+            }
+            if !st.events.contains_key(&b.event_id) {
+                return Err(fk("bookings_event_id_fkey"));
+            }
+            if let Some(k) = &b.idempotency_key
+                && st.bookings_by_key.contains_key(&(b.user_id, k.clone()))
+            {
+                return Err(unique("bookings_user_idempotency_key"));
+            }
+            let id = b.id;
+            if let Some(taken) = st.put_booking(id, Some(b)) {
+                // Probed by the insert itself: one lookup of the big table, not two.
+                st.put_booking(id, Some(taken));
+                return Err(unique("bookings_pkey"));
+            }
+            self.undo.push(Undo::Booking(id, None));
+        }
+        for b in c.updated_bookings {
+            let Some(row) = self.st.bookings.get(&b.id) else {
+                return Err(missing("booking"));
+            };
+            let next = Booking {
+                status: b.status,
+                held_until: b.held_until,
+                updated_at: b.updated_at,
+                ..row.booking.clone()
+            };
+            let old = self.st.put_booking(b.id, Some(next));
+            self.undo.push(Undo::Booking(b.id, old.map(Box::new)));
+        }
+        for e in c.updated_waitlist_entries {
+            let Some(old) = self.st.waitlist.get(&e.id) else {
+                return Err(missing("waitlist entry"));
+            };
+            let next = WaitlistEntry {
+                status: e.status,
+                notified_at: e.notified_at,
+                offer_expires_at: e.offer_expires_at,
+                offer_booking_id: e.offer_booking_id,
+                ..old.clone()
+            };
+            let old = self.st.put_waitlist(e.id, Some(next));
+            self.undo.push(Undo::Waitlist(e.id, old.map(Box::new)));
+        }
+        for t in c.new_tickets {
+            let st = &mut *self.st;
+            let Some(row) = st.bookings.get_mut(&t.booking_id) else {
                 return Err(fk("tickets_booking_id_fkey"));
             };
-            if row.tickets.is_empty() {
-                row.tickets = tickets;
-            } else {
-                row.tickets.extend(tickets);
-            }
-            self.undo.push(Undo::InsertTickets {
-                booking: first,
-                count,
-            });
-            return Ok(());
+            match st.ticket_numbers.entry(t.number.clone()) {
+                Entry::Occupied(_) => return Err(unique("tickets_number_key")),
+                Entry::Vacant(v) => v.insert(t.booking_id),
+            };
+            self.undo.push(Undo::Ticket(t.booking_id));
+            row.tickets.push(t);
         }
-        // Grouped by booking, so each group can be undone as "the newest `count` of this booking".
-        let mut undo: Vec<Undo> = Vec::new();
-        for t in tickets {
-            st.add_ticket_number(&t.number, t.booking_id);
-            match undo.last_mut() {
-                Some(Undo::InsertTickets { booking, count }) if *booking == t.booking_id => {
-                    *count += 1;
-                }
-                _ => undo.push(Undo::InsertTickets {
-                    booking: t.booking_id,
-                    count: 1,
-                }),
+        for n in c.new_notifications {
+            if !self.st.users.contains_key(&n.user_id) {
+                return Err(fk("notifications_user_id_fkey"));
             }
-            // Checked above: every ticket's booking exists.
-            if let Some(row) = st.bookings.get_mut(&t.booking_id) {
-                row.tickets.push(t);
+            let id = n.id;
+            if let Some(taken) = self.st.put_notification(id, Some(Box::new(n))) {
+                self.st.put_notification(id, Some(taken));
+                return Err(unique("notifications_pkey"));
+            }
+            self.undo.push(Undo::Notification(id, None));
+        }
+        for (id, at) in c.notifications_sent {
+            if let Some(n) = self.st.notifications.get_mut(&id)
+                && n.sent_at.is_none()
+            {
+                let old = n.clone();
+                n.sent_at = Some(at);
+                self.undo.push(Undo::Notification(id, Some(old)));
             }
         }
-        self.undo.extend(undo);
-        Ok(())
-    }
-
-    /// Stores a booking (moved in); see [`BookingRepository::insert_booking`].
-    fn put_booking(&mut self, b: Booking) -> R<()> {
-        let st = self.st();
-        if !st.users.contains_key(&b.user_id) {
-            return Err(fk("bookings_user_id_fkey"));
-        }
-        if !st.events.contains_key(&b.event_id) {
-            return Err(fk("bookings_event_id_fkey"));
-        }
-        if st.bookings.contains_key(&b.id) {
-            return Err(unique("bookings_pkey"));
-        }
-        let key = b.idempotency_key.as_ref().map(|k| (b.user_id, k.clone()));
-        if key
-            .as_ref()
-            .is_some_and(|k| st.bookings_by_key.contains_key(k))
+        for DeliveryRecord {
+            notification_id: id,
+            channel,
+            at,
+        } in c.deliveries
         {
-            return Err(unique("bookings_user_idempotency_key"));
+            if channel.is_empty() || channel.chars().count() > 64 {
+                return Err(StoreError::CheckViolation {
+                    constraint: "notification_deliveries_channel_check".into(),
+                });
+            }
+            if !self.st.notifications.contains_key(&id) {
+                return Err(fk("notification_deliveries_notification_id_fkey"));
+            }
+            let channels = self.st.deliveries.entry(id).or_default();
+            if !channels.contains_key(&channel) {
+                channels.insert(channel.clone(), at);
+                self.undo.push(Undo::Delivery(id, channel));
+            }
         }
-        if let Some(k) = key {
-            st.bookings_by_key.insert(k, b.id);
+        for sub in c.push_subscriptions {
+            if !self.st.users.contains_key(&sub.user_id) {
+                return Err(fk("push_subscriptions_user_id_fkey"));
+            }
+            let endpoint = sub.endpoint.clone();
+            let old = self.st.push.insert(endpoint.clone(), sub);
+            self.undo.push(Undo::Push(endpoint, old.map(Box::new)));
         }
-        self.store_booking(b, Vec::new());
-        Ok(())
-    }
-
-    /// Stores a checked booking (its id free, its user and event there, its idempotency key, if
-    /// any, already indexed) with its tickets (their numbers already recorded), and its other index
-    /// entries. The undo entry takes all of them back.
-    fn store_booking(&mut self, b: Booking, tickets: Vec<Ticket>) {
-        let st = self.st();
-        st.set_hold_index(&b, true);
-        let (id, user, event) = (b.id, b.user_id, b.event_id);
-        st.bookings.insert(
-            id,
-            Box::new(BookingRow {
-                booking: b,
-                tickets,
-            }),
-        );
-        st.bookings_by_user.entry(user).or_default().push(id);
-        st.bookings_by_event.entry(event).or_default().push(id);
-        self.undo.push(Undo::InsertBooking(id));
-    }
-
-    /// Stores what a booking step decided (see [`Transaction::book_in_step`]). The engine's shape (a
-    /// confirmed booking without idempotency key, its tickets, and a notification for its user) is
-    /// stored in one pass: every check first, the inserts after. The checks probe the big tables
-    /// (bookings, ticket numbers, notifications, jobs), each probe a likely cache miss once the
-    /// tables outgrow the cache; made one after the other with little in between, the processor
-    /// waits for them together instead of in turn, and the inserts then find the lines in its cache.
-    /// The checks, and the errors they give, are those of `put_booking` and `put_confirmation`,
-    /// which store any other shape.
-    fn put_step(&mut self, w: StepWrites) -> R<()> {
-        let StepWrites {
-            booking: b,
-            confirmation,
-        } = w;
-        let Some(c) = confirmation else {
-            return self.put_booking(b);
-        };
-        if b.idempotency_key.is_some()
-            || c.tickets.iter().any(|t| t.booking_id != b.id)
-            || c.job.dedupe_key.is_some()
-        {
-            self.put_booking(b)?;
-            return self.put_confirmation(c.tickets, c.notification, c.job);
+        for endpoint in c.removed_push_subscriptions {
+            if let Some(old) = self.st.push.remove(&endpoint) {
+                self.undo.push(Undo::Push(endpoint, Some(Box::new(old))));
+            }
         }
-        let Confirmation {
-            tickets,
-            notification: n,
-            job,
-        } = c;
-        let st = self.st();
-        let booking_taken = st.bookings.contains_key(&b.id);
-        let number_taken = (0..tickets.len()).any(|i| st.number_taken(&tickets, i));
-        let notification_taken = st.notifications.contains_key(&n.id);
-        let job_id = st.job_ids.next(job.run_at);
-        let job_taken = st.jobs.contains_key(&job_id);
-        if !st.users.contains_key(&b.user_id) {
-            return Err(fk("bookings_user_id_fkey"));
-        }
-        if !st.events.contains_key(&b.event_id) {
-            return Err(fk("bookings_event_id_fkey"));
-        }
-        if booking_taken {
-            return Err(unique("bookings_pkey"));
-        }
-        if number_taken {
-            return Err(unique("tickets_number_key"));
-        }
-        if n.user_id != b.user_id && !st.users.contains_key(&n.user_id) {
-            return Err(fk("notifications_user_id_fkey"));
-        }
-        if notification_taken {
-            return Err(unique("notifications_pkey"));
-        }
-        if job_taken {
-            // The store makes job ids strictly increasing, so this would take a corrupt id
-            // sequence; refused rather than replacing a job.
-            return Err(unique("jobs_pkey"));
-        }
-        // Undone by `InsertBooking`, which takes the tickets' numbers with the booking.
-        for t in &tickets {
-            st.add_ticket_number(&t.number, b.id);
-        }
-        self.store_booking(b, tickets);
-        self.put_notification_checked(n);
-        let st = self.st();
-        st.jobs.insert(job_id, Box::new(job.queued(job_id)));
-        self.undo.push(Undo::InsertJob(job_id));
-        Ok(())
-    }
-
-    /// Stores a booking's confirmation records; see [`Transaction::insert_confirmation`].
-    fn put_confirmation(
-        &mut self,
-        tickets: Vec<Ticket>,
-        notification: Box<Notification>,
-        job: NewJob,
-    ) -> R<()> {
-        self.put_tickets(tickets)?;
-        self.put_notification(notification)?;
-        if let Some(id) = insert_job(self.st(), &job) {
-            self.undo.push(Undo::InsertJob(id));
+        for job in &c.new_jobs {
+            if let Some(id) = self.st.enqueue(job) {
+                self.undo.push(Undo::Job(id));
+            }
         }
         Ok(())
-    }
-
-    /// Stores a notification (moved in); see [`NotificationRepository::insert_notification`].
-    fn put_notification(&mut self, n: Box<Notification>) -> R<()> {
-        let st = self.st();
-        if !st.users.contains_key(&n.user_id) {
-            return Err(fk("notifications_user_id_fkey"));
-        }
-        if st.notifications.contains_key(&n.id) {
-            return Err(unique("notifications_pkey"));
-        }
-        self.put_notification_checked(n);
-        Ok(())
-    }
-
-    /// Stores a checked notification (its id free, its user there).
-    fn put_notification_checked(&mut self, n: Box<Notification>) {
-        let st = self.st();
-        let (id, user) = (n.id, n.user_id);
-        st.notifications.insert(id, n);
-        st.notifications_by_user.entry(user).or_default().push(id);
-        self.undo.push(Undo::InsertNotification { id, user });
     }
 }
 
 impl Drop for MemoryTx {
     fn drop(&mut self) {
-        self.roll_back();
+        self.undo_to(0);
     }
 }
 
 #[async_trait]
 impl Transaction for MemoryTx {
-    /// In one step: one call (and one boxed future) instead of three on the booking path.
-    async fn insert_confirmation(
-        &mut self,
-        tickets: Vec<Ticket>,
-        notification: Box<Notification>,
-        job: NewJob,
-    ) -> R<()> {
-        self.put_confirmation(tickets, notification, job)
-    }
-
-    /// In place, under the store's lock: the step sees the stored event itself (no copy of its
-    /// texts), and the booking and its records are moved in.
-    async fn book_in_step(
-        &mut self,
-        event_id: EventId,
-        step: &mut (dyn BookingStep + Send),
-    ) -> R<bool> {
-        let Some(event) = self.st().events.get_mut(&event_id) else {
-            return Ok(false);
-        };
-        let before = EventScalars::of(event);
-        let Some(w) = step.decide(event) else {
-            before.restore(event);
-            return Ok(true);
-        };
-        if let Err(e) = seats_within_capacity(event) {
-            before.restore(event);
-            return Err(e);
+    async fn apply(&mut self, changes: Changes) -> R<()> {
+        let keep = self.undo.len();
+        let applied = self.apply_all(changes);
+        if applied.is_err() {
+            self.undo_to(keep);
         }
-        self.undo.push(Undo::UpdateEventScalars(before));
-        self.put_step(w)?;
-        Ok(true)
+        applied
     }
 
     async fn commit(mut self: Box<Self>) -> R<()> {
         self.undo.clear();
-        drop(self.guard.take());
-        SPARE_UNDO.set(std::mem::take(&mut self.undo));
         Ok(())
     }
 
-    async fn rollback(mut self: Box<Self>) -> R<()> {
-        self.roll_back();
+    async fn rollback(self: Box<Self>) -> R<()> {
+        // Dropping takes every change back.
         Ok(())
     }
 }
 
 #[async_trait]
 impl UserRepository for MemoryTx {
-    async fn insert_user(&mut self, user: &User) -> R<()> {
-        let st = self.st();
-        if st.users_by_email.contains_key(&user.email) {
-            return Err(unique("users_email_key"));
-        }
-        if st.users.contains_key(&user.id) {
-            return Err(unique("users_pkey"));
-        }
-        st.users.insert(user.id, user.clone());
-        st.users_by_email.insert(user.email.clone(), user.id);
-        let (id, email) = (user.id, user.email.clone());
-        self.on_rollback(move |s| {
-            s.users.remove(&id);
-            s.users_by_email.remove(&email);
-        });
-        Ok(())
-    }
-
-    async fn update_user(&mut self, user: &User) -> R<()> {
-        let st = self.st();
-        let Some(old) = st.users.get_mut(&user.id) else {
-            return Err(missing("user"));
-        };
-        let prev = std::mem::replace(
-            old,
-            User {
-                email: old.email.clone(),
-                created_at: old.created_at,
-                ..user.clone()
-            },
-        );
-        self.on_rollback(move |s| {
-            s.users.insert(prev.id, prev);
-        });
-        Ok(())
-    }
-
     async fn user(&mut self, id: UserId) -> R<Option<User>> {
-        Ok(self.st().users.get(&id).cloned())
+        Ok(self.st.users.get(&id).cloned())
     }
 
     async fn user_by_email(&mut self, email: &str) -> R<Option<User>> {
-        let st = self.st();
+        let st = &self.st;
         Ok(st
             .users_by_email
             .get(email)
@@ -755,10 +636,9 @@ impl UserRepository for MemoryTx {
     }
 
     async fn users(&mut self, ids: &[UserId]) -> R<Vec<User>> {
-        let st = self.st();
         Ok(ids
             .iter()
-            .filter_map(|id| st.users.get(id))
+            .filter_map(|id| self.st.users.get(id))
             .cloned()
             .collect())
     }
@@ -766,66 +646,14 @@ impl UserRepository for MemoryTx {
 
 #[async_trait]
 impl EventRepository for MemoryTx {
-    async fn insert_event(&mut self, event: &Event) -> R<()> {
-        let st = self.st();
-        if st.events.contains_key(&event.id) {
-            return Err(unique("events_pkey"));
-        }
-        st.events.insert(event.id, event.clone());
-        let id = event.id;
-        self.on_rollback(move |s| {
-            s.events.remove(&id);
-        });
-        Ok(())
-    }
-
     async fn event(&mut self, id: EventId, _lock: LockMode) -> R<Option<Event>> {
         // The whole store is locked for the transaction, so ForUpdate needs nothing more.
-        Ok(self.st().events.get(&id).cloned())
-    }
-
-    async fn event_into(&mut self, id: EventId, _lock: LockMode, out: &mut Event) -> R<bool> {
-        Ok(match self.st().events.get(&id) {
-            Some(e) => {
-                out.clone_from(e);
-                true
-            }
-            None => false,
-        })
-    }
-
-    async fn update_event(&mut self, event: &Event) -> R<()> {
-        seats_within_capacity(event)?;
-        let st = self.st();
-        let Some(slot) = st.events.get_mut(&event.id) else {
-            return Err(missing("event"));
-        };
-        // Most updates change only counters: copy the other fields, and the text fields only when
-        // one changed.
-        let texts = slot.name != event.name
-            || slot.description != event.description
-            || slot.venue != event.venue
-            || slot.category != event.category;
-        if texts {
-            let prev = std::mem::replace(
-                slot,
-                Event {
-                    created_at: slot.created_at,
-                    ..event.clone()
-                },
-            );
-            self.undo.push(Undo::UpdateEvent(Box::new(prev)));
-        } else {
-            let prev = EventScalars::of(slot);
-            EventScalars::of(event).restore(slot);
-            self.undo.push(Undo::UpdateEventScalars(prev));
-        }
-        Ok(())
+        Ok(self.st.events.get(&id).cloned())
     }
 
     async fn list_events(&mut self, filter: &EventFilter) -> R<Vec<Event>> {
         let mut v: Vec<Event> = self
-            .st()
+            .st
             .events
             .values()
             .filter(|e| filter.matches(e))
@@ -843,8 +671,8 @@ impl EventRepository for MemoryTx {
         now: DateTime<Utc>,
         limit: u32,
     ) -> R<Vec<EventId>> {
-        let st = self.st();
-        let mut ids: Vec<EventId> = st
+        let mut ids: Vec<EventId> = self
+            .st
             .holds
             .iter()
             .filter(|(_, set)| set.first().is_some_and(|(t, _)| *t <= now))
@@ -858,38 +686,12 @@ impl EventRepository for MemoryTx {
 
 #[async_trait]
 impl BookingRepository for MemoryTx {
-    async fn insert_booking(&mut self, b: &Booking) -> R<()> {
-        self.put_booking(b.clone())
-    }
-
-    async fn update_booking(&mut self, b: &Booking) -> R<()> {
-        let st = self.st();
-        let Some(slot) = st.bookings.get_mut(&b.id) else {
-            return Err(missing("booking"));
-        };
-        let mut next = slot.booking.clone();
-        next.status = b.status;
-        next.held_until = b.held_until;
-        next.updated_at = b.updated_at;
-        let prev = std::mem::replace(&mut slot.booking, next.clone());
-        st.set_hold_index(&prev, false);
-        st.set_hold_index(&next, true);
-        self.on_rollback(move |s| {
-            s.set_hold_index(&next, false);
-            s.set_hold_index(&prev, true);
-            if let Some(row) = s.bookings.get_mut(&prev.id) {
-                row.booking = prev;
-            }
-        });
-        Ok(())
-    }
-
     async fn booking(&mut self, id: BookingId) -> R<Option<Booking>> {
-        Ok(self.st().bookings.get(&id).map(|r| r.booking.clone()))
+        Ok(self.st.bookings.get(&id).map(|r| r.booking.clone()))
     }
 
     async fn booking_by_idempotency_key(&mut self, user: UserId, key: &str) -> R<Option<Booking>> {
-        let st = self.st();
+        let st = &self.st;
         Ok(st
             .bookings_by_key
             .get(&(user, key.to_string()))
@@ -898,7 +700,7 @@ impl BookingRepository for MemoryTx {
     }
 
     async fn bookings_for_user(&mut self, user: UserId) -> R<Vec<Booking>> {
-        let st = self.st();
+        let st = &self.st;
         let mut v: Vec<Booking> = st
             .bookings_by_user
             .get(&user)
@@ -912,7 +714,7 @@ impl BookingRepository for MemoryTx {
     }
 
     async fn bookings_for_event(&mut self, event: EventId) -> R<Vec<Booking>> {
-        let st = self.st();
+        let st = &self.st;
         let mut v: Vec<Booking> = st
             .bookings_by_event
             .get(&event)
@@ -931,7 +733,7 @@ impl BookingRepository for MemoryTx {
         now: DateTime<Utc>,
         limit: u32,
     ) -> R<Vec<Booking>> {
-        let st = self.st();
+        let st = &self.st;
         let Some(set) = st.holds.get(&event) else {
             return Ok(vec![]);
         };
@@ -947,63 +749,8 @@ impl BookingRepository for MemoryTx {
 
 #[async_trait]
 impl WaitlistRepository for MemoryTx {
-    async fn insert_waitlist_entry(&mut self, e: &WaitlistEntry) -> R<i64> {
-        let st = self.st();
-        if !st.users.contains_key(&e.user_id) {
-            return Err(fk("waitlist_entries_user_id_fkey"));
-        }
-        if !st.events.contains_key(&e.event_id) {
-            return Err(fk("waitlist_entries_event_id_fkey"));
-        }
-        let live_exists = st
-            .waitlist_by_event
-            .get(&e.event_id)
-            .into_iter()
-            .flatten()
-            .filter_map(|id| st.waitlist.get(id))
-            .any(|x| x.user_id == e.user_id && x.status.is_live());
-        if live_exists && e.status.is_live() {
-            return Err(unique("waitlist_entries_one_live_per_user"));
-        }
-        st.next_seq += 1;
-        let seq = st.next_seq;
-        let mut stored = e.clone();
-        stored.seq = seq;
-        stored.position = None;
-        st.waitlist.insert(e.id, stored);
-        st.waitlist_by_event
-            .entry(e.event_id)
-            .or_default()
-            .push(e.id);
-        let (id, event) = (e.id, e.event_id);
-        self.on_rollback(move |s| {
-            s.waitlist.remove(&id);
-            if let Some(v) = s.waitlist_by_event.get_mut(&event) {
-                v.retain(|x| *x != id);
-            }
-        });
-        Ok(seq)
-    }
-
-    async fn update_waitlist_entry(&mut self, e: &WaitlistEntry) -> R<()> {
-        let st = self.st();
-        let Some(slot) = st.waitlist.get_mut(&e.id) else {
-            return Err(missing("waitlist entry"));
-        };
-        let mut next = slot.clone();
-        next.status = e.status;
-        next.notified_at = e.notified_at;
-        next.offer_expires_at = e.offer_expires_at;
-        next.offer_booking_id = e.offer_booking_id;
-        let prev = std::mem::replace(slot, next);
-        self.on_rollback(move |s| {
-            s.waitlist.insert(prev.id, prev);
-        });
-        Ok(())
-    }
-
     async fn waitlist_entry(&mut self, id: WaitlistEntryId) -> R<Option<WaitlistEntry>> {
-        Ok(self.st().waitlist.get(&id).cloned())
+        Ok(self.st.waitlist.get(&id).cloned())
     }
 
     async fn live_waitlist_entry(
@@ -1011,7 +758,7 @@ impl WaitlistRepository for MemoryTx {
         event: EventId,
         user: UserId,
     ) -> R<Option<WaitlistEntry>> {
-        let st = self.st();
+        let st = &self.st;
         Ok(st
             .waitlist_by_event
             .get(&event)
@@ -1027,7 +774,7 @@ impl WaitlistRepository for MemoryTx {
         event: EventId,
         statuses: &[WaitlistStatus],
     ) -> R<Vec<WaitlistEntry>> {
-        let st = self.st();
+        let st = &self.st;
         // Entries are appended in seq order.
         Ok(st
             .waitlist_by_event
@@ -1043,17 +790,9 @@ impl WaitlistRepository for MemoryTx {
 
 #[async_trait]
 impl TicketRepository for MemoryTx {
-    async fn insert_tickets(&mut self, tickets: &[Ticket]) -> R<()> {
-        self.put_tickets(tickets.to_vec())
-    }
-
-    async fn insert_tickets_owned(&mut self, tickets: Vec<Ticket>) -> R<()> {
-        self.put_tickets(tickets)
-    }
-
     async fn tickets_for_booking(&mut self, booking: BookingId) -> R<Vec<Ticket>> {
-        let st = self.st();
-        let mut v: Vec<Ticket> = st
+        let mut v = self
+            .st
             .bookings
             .get(&booking)
             .map(|r| r.tickets.clone())
@@ -1063,81 +802,33 @@ impl TicketRepository for MemoryTx {
     }
 
     async fn ticket_by_number(&mut self, number: &str) -> R<Option<Ticket>> {
-        Ok(self.st().ticket_by_number(number).cloned())
+        let st = &self.st;
+        Ok(st
+            .ticket_numbers
+            .get(number)
+            .and_then(|b| st.bookings.get(b))
+            .and_then(|r| r.tickets.iter().find(|t| t.number == number))
+            .cloned())
     }
 }
 
 #[async_trait]
 impl NotificationRepository for MemoryTx {
-    async fn insert_notification(&mut self, n: &Notification) -> R<()> {
-        self.put_notification(Box::new(n.clone()))
-    }
-
-    async fn insert_notification_owned(&mut self, n: Notification) -> R<()> {
-        self.put_notification(Box::new(n))
-    }
-
     async fn notification(&mut self, id: NotificationId) -> R<Option<Notification>> {
-        Ok(self.st().notifications.get(&id).map(|n| (**n).clone()))
-    }
-
-    async fn mark_notification_sent(&mut self, id: NotificationId, at: DateTime<Utc>) -> R<bool> {
-        let st = self.st();
-        let Some(n) = st.notifications.get_mut(&id) else {
-            return Ok(false);
-        };
-        if n.sent_at.is_some() {
-            return Ok(false);
-        }
-        n.sent_at = Some(at);
-        self.on_rollback(move |s| {
-            if let Some(n) = s.notifications.get_mut(&id) {
-                n.sent_at = None;
-            }
-        });
-        Ok(true)
+        Ok(self.st.notifications.get(&id).map(|n| (**n).clone()))
     }
 
     async fn notification_deliveries(&mut self, id: NotificationId) -> R<Vec<String>> {
         Ok(self
-            .st()
+            .st
             .deliveries
             .get(&id)
             .map(|m| m.keys().cloned().collect())
             .unwrap_or_default())
     }
 
-    async fn record_notification_delivery(
-        &mut self,
-        id: NotificationId,
-        channel: &str,
-        at: DateTime<Utc>,
-    ) -> R<bool> {
-        if channel.is_empty() || channel.chars().count() > 64 {
-            return Err(StoreError::CheckViolation {
-                constraint: "notification_deliveries_channel_check".into(),
-            });
-        }
-        let st = self.st();
-        if !st.notifications.contains_key(&id) {
-            return Err(fk("notification_deliveries_notification_id_fkey"));
-        }
-        let channels = st.deliveries.entry(id).or_default();
-        if channels.contains_key(channel) {
-            return Ok(false);
-        }
-        channels.insert(channel.to_owned(), at);
-        let channel = channel.to_owned();
-        self.on_rollback(move |s| {
-            if let Some(m) = s.deliveries.get_mut(&id) {
-                m.remove(&channel);
-            }
-        });
-        Ok(true)
-    }
-
     async fn notifications_for_user(&mut self, user: UserId, limit: u32) -> R<Vec<Notification>> {
-        let st = self.st();
+        let st = &self.st;
         let mut v: Vec<Notification> = st
             .notifications_by_user
             .get(&user)
@@ -1154,27 +845,9 @@ impl NotificationRepository for MemoryTx {
 
 #[async_trait]
 impl PushSubscriptionRepository for MemoryTx {
-    async fn upsert_push_subscription(&mut self, sub: &PushSubscription) -> R<()> {
-        let st = self.st();
-        if !st.users.contains_key(&sub.user_id) {
-            return Err(fk("push_subscriptions_user_id_fkey"));
-        }
-        let prev = st.push.insert(sub.endpoint.clone(), sub.clone());
-        let endpoint = sub.endpoint.clone();
-        self.on_rollback(move |s| match prev {
-            Some(p) => {
-                s.push.insert(endpoint, p);
-            }
-            None => {
-                s.push.remove(&endpoint);
-            }
-        });
-        Ok(())
-    }
-
     async fn push_subscriptions_for_user(&mut self, user: UserId) -> R<Vec<PushSubscription>> {
         let mut v: Vec<PushSubscription> = self
-            .st()
+            .st
             .push
             .values()
             .filter(|s| s.user_id == user)
@@ -1182,42 +855,6 @@ impl PushSubscriptionRepository for MemoryTx {
             .collect();
         v.sort_by(|a, b| (a.created_at, &a.endpoint).cmp(&(b.created_at, &b.endpoint)));
         Ok(v)
-    }
-
-    async fn delete_push_subscription(&mut self, endpoint: &str) -> R<bool> {
-        let Some(prev) = self.st().push.remove(endpoint) else {
-            return Ok(false);
-        };
-        self.on_rollback(move |s| {
-            s.push.insert(prev.endpoint.clone(), prev);
-        });
-        Ok(true)
-    }
-}
-
-fn insert_job(st: &mut State, job: &NewJob) -> Option<JobId> {
-    if let Some(k) = &job.dedupe_key
-        && st.job_dedupe.contains_key(k)
-    {
-        return None;
-    }
-    let j = job.queued(st.job_ids.next(job.run_at));
-    let id = j.id;
-    if let Some(k) = &j.dedupe_key {
-        st.job_dedupe.insert(k.clone(), id);
-    }
-    st.jobs.insert(id, Box::new(j));
-    Some(id)
-}
-
-#[async_trait]
-impl JobSink for MemoryTx {
-    async fn enqueue_job(&mut self, job: &NewJob) -> R<Option<JobId>> {
-        let Some(id) = insert_job(self.st(), job) else {
-            return Ok(None);
-        };
-        self.undo.push(Undo::InsertJob(id));
-        Ok(Some(id))
     }
 }
 
@@ -1228,7 +865,7 @@ impl JobQueue for MemoryStore {
     }
 
     async fn enqueue(&self, job: &NewJob) -> R<Option<JobId>> {
-        Ok(insert_job(&mut *self.state.lock().await, job))
+        Ok(self.state.lock().await.enqueue(job))
     }
 
     async fn accept(&self, job: &Job) -> R<bool> {
@@ -1325,231 +962,5 @@ impl JobQueue for MemoryStore {
 
     async fn stats(&self) -> R<JobStats> {
         Ok(self.state.lock().await.job_stats())
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use std::collections::BTreeMap;
-
-    use super::*;
-
-    fn at(secs: i64) -> DateTime<Utc> {
-        DateTime::from_timestamp(1_900_000_000 + secs, 0).expect("a valid time")
-    }
-
-    fn ticket(booking: &Booking, number: &str) -> Ticket {
-        Ticket {
-            id: evently_core::TicketId::new(),
-            booking_id: booking.id,
-            event_id: booking.event_id,
-            number: number.to_owned(),
-            qr_payload: format!("qr:{number}"),
-            issued_at: at(5),
-        }
-    }
-
-    /// A user, an event and a confirmed booking of it, committed.
-    async fn seeded() -> (MemoryStore, Event, Booking) {
-        let store = MemoryStore::new();
-        let user = User {
-            id: UserId::new(),
-            email: "a@example.test".into(),
-            name: "A".into(),
-            password_hash: "x".into(),
-            role: evently_core::Role::User,
-            attributes: BTreeMap::new(),
-            created_at: at(0),
-        };
-        let eur = evently_core::Currency::new("EUR").expect("currency");
-        let event = Event {
-            id: EventId::new(),
-            name: "Gig".into(),
-            description: "d".into(),
-            venue: "Club".into(),
-            category: "music".into(),
-            starts_at: at(100),
-            ends_at: at(200),
-            capacity: 10,
-            price: evently_core::Money::new(100, eur),
-            active: true,
-            version: 1,
-            seats_held: 0,
-            seats_confirmed: 0,
-            created_at: at(0),
-            updated_at: at(0),
-        };
-        let booking = Booking {
-            id: BookingId::new(),
-            user_id: user.id,
-            event_id: event.id,
-            quantity: 2,
-            total_price: evently_core::Money::new(200, eur),
-            status: BookingStatus::Confirmed,
-            held_until: None,
-            idempotency_key: Some("k".into()),
-            source: evently_core::BookingSource::Direct,
-            created_at: at(1),
-            updated_at: at(1),
-        };
-        let mut tx = store.begin().await.expect("begin");
-        tx.insert_user(&user).await.expect("user");
-        tx.insert_event(&event).await.expect("event");
-        tx.insert_booking(&booking).await.expect("booking");
-        tx.commit().await.expect("commit");
-        (store, event, booking)
-    }
-
-    #[tokio::test]
-    async fn a_rolled_back_booking_transaction_leaves_nothing_behind() {
-        let (store, event, old) = seeded().await;
-        let mut tx = store.begin().await.expect("begin");
-        // What a booking transaction writes: counters only, a new booking, its tickets by value.
-        let counted = Event {
-            seats_confirmed: 2,
-            ..event.clone()
-        };
-        tx.update_event(&counted).await.expect("update");
-        let new = Booking {
-            id: BookingId::new(),
-            idempotency_key: Some("k2".into()),
-            ..old.clone()
-        };
-        tx.insert_booking(&new).await.expect("booking");
-        let tickets = vec![ticket(&new, "EVT-1"), ticket(&new, "EVT-2")];
-        tx.insert_tickets_owned(tickets.clone())
-            .await
-            .expect("tickets");
-        assert_eq!(tx.tickets_for_booking(new.id).await.expect("read"), tickets);
-        assert_eq!(
-            tx.event(event.id, LockMode::None).await.expect("read"),
-            Some(counted)
-        );
-        // A taken number, also within one insert, is refused without writing anything.
-        for dup in [
-            vec![ticket(&old, "EVT-3"), ticket(&old, "EVT-1")],
-            vec![ticket(&old, "EVT-4"), ticket(&old, "EVT-4")],
-        ] {
-            assert!(matches!(
-                tx.insert_tickets_owned(dup).await,
-                Err(StoreError::UniqueViolation { .. })
-            ));
-        }
-        assert!(tx.ticket_by_number("EVT-3").await.expect("read").is_none());
-        tx.rollback().await.expect("rollback");
-
-        let mut tx = store.begin().await.expect("begin");
-        assert_eq!(
-            tx.event(event.id, LockMode::None).await.expect("read"),
-            Some(event.clone())
-        );
-        assert!(tx.booking(new.id).await.expect("read").is_none());
-        assert!(
-            tx.booking_by_idempotency_key(new.user_id, "k2")
-                .await
-                .expect("read")
-                .is_none()
-        );
-        assert_eq!(
-            tx.bookings_for_event(event.id).await.expect("read"),
-            vec![old.clone()]
-        );
-        assert!(tx.ticket_by_number("EVT-1").await.expect("read").is_none());
-        // The numbers are free again; tickets of one booking in two inserts are kept together.
-        tx.insert_tickets(&[ticket(&old, "EVT-2")])
-            .await
-            .expect("tickets");
-        tx.insert_tickets_owned(vec![ticket(&old, "EVT-1")])
-            .await
-            .expect("tickets");
-        tx.commit().await.expect("commit");
-        let mut tx = store.begin().await.expect("begin");
-        let numbers: Vec<String> = tx
-            .tickets_for_booking(old.id)
-            .await
-            .expect("read")
-            .into_iter()
-            .map(|t| t.number)
-            .collect();
-        assert_eq!(numbers, ["EVT-1", "EVT-2"]);
-        assert_eq!(
-            tx.ticket_by_number("EVT-2")
-                .await
-                .expect("read")
-                .map(|t| t.booking_id),
-            Some(old.id)
-        );
-    }
-
-    #[test]
-    fn ticket_numbers_whose_hashes_collide_are_found_and_removed() {
-        use std::hash::BuildHasher as _;
-        let mut st = State::default();
-        let (a, b) = (BookingId::new(), BookingId::new());
-        let t = |booking: BookingId, number: &str| Ticket {
-            id: evently_core::TicketId::new(),
-            booking_id: booking,
-            event_id: EventId::new(),
-            number: number.to_owned(),
-            qr_payload: String::new(),
-            issued_at: at(0),
-        };
-        let row = |id: BookingId, tickets: Vec<Ticket>| {
-            let eur = evently_core::Currency::new("EUR").expect("currency");
-            Box::new(BookingRow {
-                booking: Booking {
-                    id,
-                    user_id: UserId::new(),
-                    event_id: EventId::new(),
-                    quantity: 1,
-                    total_price: evently_core::Money::new(100, eur),
-                    status: BookingStatus::Confirmed,
-                    held_until: None,
-                    idempotency_key: None,
-                    source: evently_core::BookingSource::Direct,
-                    created_at: at(0),
-                    updated_at: at(0),
-                },
-                tickets,
-            })
-        };
-        st.bookings.insert(a, row(a, vec![t(a, "A-1")]));
-        st.add_ticket_number("A-1", a);
-        // Pretend "B-1" hashes like a number of booking `a`: it goes to the overflow map.
-        let h = st.number_hasher.hash_one("B-1");
-        st.ticket_numbers.insert(h, a);
-        st.bookings.insert(b, row(b, vec![t(b, "B-1")]));
-        st.add_ticket_number("B-1", b);
-        assert_eq!(st.ticket_numbers_extra.get("B-1"), Some(&b));
-        assert_eq!(st.ticket_by_number("B-1").map(|t| t.booking_id), Some(b));
-        assert_eq!(st.ticket_by_number("A-1").map(|t| t.booking_id), Some(a));
-        assert!(st.ticket_by_number("C-1").is_none());
-        st.remove_ticket_number("B-1", b);
-        assert!(st.ticket_numbers_extra.is_empty());
-        assert_eq!(st.ticket_numbers.get(&h), Some(&a), "the other entry stays");
-        st.remove_ticket_number("A-1", a);
-        assert!(st.ticket_by_number("A-1").is_none());
-    }
-
-    #[test]
-    fn job_ids_are_version_7_carry_the_time_and_strictly_increase() {
-        let mut ids = JobIds::default();
-        let t = at(0);
-        let mut last = ids.next(t);
-        assert_eq!(last.0.get_version_num(), 7);
-        let (secs, _) = last
-            .0
-            .get_timestamp()
-            .expect("a v7 id has a time")
-            .to_unix();
-        assert_eq!(i64::try_from(secs).unwrap(), t.timestamp());
-        for i in 0..10_000 {
-            // Times that go back and forth do not make an id go back.
-            let next = ids.next(at(i % 7 - 3));
-            assert_eq!(next.0.get_version_num(), 7);
-            assert_eq!(next.0.get_variant(), uuid::Variant::RFC4122);
-            assert!(next > last, "{next} after {last}");
-            last = next;
-        }
     }
 }

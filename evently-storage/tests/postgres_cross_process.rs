@@ -133,14 +133,17 @@ async fn wait(mut c: std::process::Child) -> std::process::Output {
 async fn seed_users(store: &PostgresStore, n: usize) {
     let mut tx = store.begin().await.unwrap();
     for i in 0..n {
-        tx.insert_user(&User {
-            id: UserId::new(),
-            email: format!("user{i:05}@example.com"),
-            name: format!("User {i}"),
-            password_hash: "$argon2id$stub".into(),
-            role: Role::User,
-            attributes: BTreeMap::new(),
-            created_at: Utc::now(),
+        tx.apply(Changes {
+            new_users: vec![User {
+                id: UserId::new(),
+                email: format!("user{i:05}@example.com"),
+                name: format!("User {i}"),
+                password_hash: "$argon2id$stub".into(),
+                role: Role::User,
+                attributes: BTreeMap::new(),
+                created_at: Utc::now(),
+            }],
+            ..Changes::default()
         })
         .await
         .unwrap();

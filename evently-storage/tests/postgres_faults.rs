@@ -55,7 +55,12 @@ async fn seed(store: &PostgresStore, engine: &Evently) -> (Vec<Actor>, Vec<Event
             attributes: BTreeMap::new(),
             created_at: Utc::now(),
         };
-        tx.insert_user(&u).await.unwrap();
+        tx.apply(Changes {
+            new_users: vec![u.clone()],
+            ..Changes::default()
+        })
+        .await
+        .unwrap();
         users.push(Actor::new(u.id, u.role));
     }
     tx.commit().await.unwrap();

@@ -70,8 +70,18 @@ async fn seeded(store: &PostgresStore) -> (User, Event) {
     let u = user("alice@example.com");
     let e = event(10);
     let mut tx = store.begin().await.unwrap();
-    tx.insert_user(&u).await.unwrap();
-    tx.insert_event(&e).await.unwrap();
+    tx.apply(Changes {
+        new_users: vec![u.clone()],
+        ..Changes::default()
+    })
+    .await
+    .unwrap();
+    tx.apply(Changes {
+        new_events: vec![e.clone()],
+        ..Changes::default()
+    })
+    .await
+    .unwrap();
     tx.commit().await.unwrap();
     (u, e)
 }
@@ -95,7 +105,12 @@ async fn values_round_trip_through_native_types() {
     b.status = BookingStatus::Held;
     b.held_until = Some(t0() + chrono::Duration::minutes(10));
     let mut tx = store.begin().await.unwrap();
-    tx.insert_booking(&b).await.unwrap();
+    tx.apply(Changes {
+        new_bookings: vec![b.clone()],
+        ..Changes::default()
+    })
+    .await
+    .unwrap();
     tx.commit().await.unwrap();
 
     let mut tx = store.begin_read().await.unwrap();
@@ -139,7 +154,13 @@ async fn constraint_violations_carry_the_schema_names() {
     ];
     for (name, make) in cases {
         let mut tx = store.begin().await.unwrap();
-        let err = match tx.insert_booking(&make()).await {
+        let err = match tx
+            .apply(Changes {
+                new_bookings: vec![make()],
+                ..Changes::default()
+            })
+            .await
+        {
             Err(err) => err,
             // Writes may be sent with the next statement or at commit.
             Ok(()) => tx.commit().await.unwrap_err(),
@@ -148,12 +169,21 @@ async fn constraint_violations_carry_the_schema_names() {
     }
 
     let mut tx = store.begin().await.unwrap();
-    tx.insert_booking(&booking(u.id, e.id, 1, Some("k")))
-        .await
-        .unwrap();
+    tx.apply(Changes {
+        new_bookings: vec![booking(u.id, e.id, 1, Some("k"))],
+        ..Changes::default()
+    })
+    .await
+    .unwrap();
     tx.commit().await.unwrap();
     let mut tx = store.begin().await.unwrap();
-    let err = match tx.insert_booking(&booking(u.id, e.id, 1, Some("k"))).await {
+    let err = match tx
+        .apply(Changes {
+            new_bookings: vec![booking(u.id, e.id, 1, Some("k"))],
+            ..Changes::default()
+        })
+        .await
+    {
         Err(err) => err,
         Ok(()) => tx.commit().await.unwrap_err(),
     };
@@ -162,7 +192,10 @@ async fn constraint_violations_carry_the_schema_names() {
 
     let mut tx = store.begin().await.unwrap();
     let err = tx
-        .insert_user(&user("alice@example.com"))
+        .apply(Changes {
+            new_users: vec![user("alice@example.com")],
+            ..Changes::default()
+        })
         .await
         .unwrap_err();
     assert_eq!(constraint_of(&err), "users_email_key");
@@ -192,7 +225,13 @@ async fn constraint_violations_carry_the_schema_names() {
     let mut over = e.clone();
     over.seats_held = 11;
     let mut tx = store.begin().await.unwrap();
-    let err = tx.update_event(&over).await.unwrap_err();
+    let err = tx
+        .apply(Changes {
+            updated_events: vec![over.clone()],
+            ..Changes::default()
+        })
+        .await
+        .unwrap_err();
     assert_eq!(constraint_of(&err), "events_seats_within_capacity");
 }
 
@@ -214,17 +253,21 @@ async fn one_live_waitlist_entry_per_user_and_event() {
         offer_booking_id: None,
     };
     let mut tx = store.begin().await.unwrap();
-    let s1 = tx
-        .insert_waitlist_entry(&entry(WaitlistStatus::Left))
-        .await
-        .unwrap();
-    let s2 = tx
-        .insert_waitlist_entry(&entry(WaitlistStatus::Waiting))
-        .await
-        .unwrap();
+    let (left, waiting) = (entry(WaitlistStatus::Left), entry(WaitlistStatus::Waiting));
+    tx.apply(Changes {
+        new_waitlist_entries: vec![left.clone(), waiting.clone()],
+        ..Changes::default()
+    })
+    .await
+    .unwrap();
+    let s1 = tx.waitlist_entry(left.id).await.unwrap().unwrap().seq;
+    let s2 = tx.waitlist_entry(waiting.id).await.unwrap().unwrap().seq;
     assert!(s2 > s1);
     let err = tx
-        .insert_waitlist_entry(&entry(WaitlistStatus::Offered))
+        .apply(Changes {
+            new_waitlist_entries: vec![entry(WaitlistStatus::Offered)],
+            ..Changes::default()
+        })
         .await
         .unwrap_err();
     assert_eq!(constraint_of(&err), "waitlist_entries_one_live_per_user");
@@ -274,7 +317,13 @@ async fn for_update_makes_a_second_locker_wait_for_the_first_commit() {
         "the second locker got the row while the first held it"
     );
     ev.seats_held = 3;
-    first.update_event(&ev).await.unwrap();
+    first
+        .apply(Changes {
+            updated_events: vec![ev.clone()],
+            ..Changes::default()
+        })
+        .await
+        .unwrap();
     first.commit().await.unwrap();
     let seen = waiter.await.unwrap();
     // Under READ COMMITTED the waiter gets the row the first transaction committed.
@@ -288,15 +337,21 @@ async fn a_read_transaction_sees_one_snapshot() {
     let mut reader = store.begin_read().await.unwrap();
     assert!(reader.bookings_for_event(e.id).await.unwrap().is_empty());
     let mut tx = store.begin().await.unwrap();
-    tx.insert_booking(&booking(u.id, e.id, 1, None))
-        .await
-        .unwrap();
+    tx.apply(Changes {
+        new_bookings: vec![booking(u.id, e.id, 1, None)],
+        ..Changes::default()
+    })
+    .await
+    .unwrap();
     tx.commit().await.unwrap();
     assert!(reader.bookings_for_event(e.id).await.unwrap().is_empty());
     // And it refuses writes.
     assert!(
         reader
-            .insert_booking(&booking(u.id, e.id, 1, None))
+            .apply(Changes {
+                new_bookings: vec![booking(u.id, e.id, 1, None)],
+                ..Changes::default()
+            })
             .await
             .is_err()
             || reader.commit().await.is_err()
@@ -310,9 +365,12 @@ async fn a_dropped_transaction_rolls_back_and_its_connection_is_reused() {
     for _ in 0..3 {
         let mut tx = store.begin().await.unwrap();
         tx.event(e.id, LockMode::ForUpdate).await.unwrap();
-        tx.insert_booking(&booking(u.id, e.id, 1, None))
-            .await
-            .unwrap();
+        tx.apply(Changes {
+            new_bookings: vec![booking(u.id, e.id, 1, None)],
+            ..Changes::default()
+        })
+        .await
+        .unwrap();
         drop(tx);
     }
     let mut tx = store.begin_read().await.unwrap();
@@ -325,7 +383,12 @@ async fn a_deadlock_is_transient() {
     let (_, a) = seeded(&store).await;
     let b = event(5);
     let mut tx = store.begin().await.unwrap();
-    tx.insert_event(&b).await.unwrap();
+    tx.apply(Changes {
+        new_events: vec![b.clone()],
+        ..Changes::default()
+    })
+    .await
+    .unwrap();
     tx.commit().await.unwrap();
 
     let mut t1 = store.begin().await.unwrap();
@@ -526,8 +589,15 @@ async fn dedupe_keys_hold_across_enqueue_paths() {
     assert!(first.is_some());
     assert_eq!(queue.enqueue(&job).await.unwrap(), None);
     let mut tx = store.begin().await.unwrap();
-    assert_eq!(tx.enqueue_job(&job).await.unwrap(), None);
+    tx.apply(Changes {
+        new_jobs: vec![job.clone()],
+        ..Changes::default()
+    })
+    .await
+    .unwrap();
     tx.commit().await.unwrap();
+    // The change set's job was left out: one job holds the key.
+    assert_eq!(queue.stats().await.unwrap().queued, 1);
     let claimed = queue.claim(10, t0(), Duration::from_secs(1)).await.unwrap();
     queue.complete(claimed[0].id).await.unwrap();
     // Once done, the key is free again.

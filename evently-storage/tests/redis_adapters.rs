@@ -151,7 +151,12 @@ async fn reads_are_cached_and_every_write_invalidates() {
             .unwrap()
             .unwrap();
         e.seats_held += 1;
-        tx.update_event(&e).await.unwrap();
+        tx.apply(Changes {
+            updated_events: vec![e.clone()],
+            ..Changes::default()
+        })
+        .await
+        .unwrap();
         tx.rollback().await.unwrap();
     }
     assert!(store.availability(event.id).await.unwrap().from_cache);

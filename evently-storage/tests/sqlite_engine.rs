@@ -326,25 +326,35 @@ async fn a_dropped_transaction_leaves_nothing_behind() {
     };
     {
         let mut tx = store.begin().await.unwrap();
-        tx.insert_user(&u).await.unwrap();
-        assert!(tx.user(u.id).await.unwrap().is_some());
-        tx.enqueue_job(&NewJob::now(
-            JobPayload::ExpireHolds {
-                event_id: EventId::new(),
-            },
-            now,
-        ))
+        tx.apply(Changes {
+            new_users: vec![u.clone()],
+            ..Changes::default()
+        })
         .await
-        .unwrap()
+        .unwrap();
+        assert!(tx.user(u.id).await.unwrap().is_some());
+        tx.apply(Changes {
+            new_jobs: vec![NewJob::now(
+                JobPayload::ExpireHolds {
+                    event_id: EventId::new(),
+                },
+                now,
+            )],
+            ..Changes::default()
+        })
+        .await
         .unwrap();
         // Dropped without commit.
     }
     {
         let mut tx = store.begin().await.unwrap();
-        tx.insert_user(&User {
-            id: UserId::new(),
-            email: "other@example.com".into(),
-            ..u.clone()
+        tx.apply(Changes {
+            new_users: vec![User {
+                id: UserId::new(),
+                email: "other@example.com".into(),
+                ..u.clone()
+            }],
+            ..Changes::default()
         })
         .await
         .unwrap();
@@ -359,7 +369,12 @@ async fn a_dropped_transaction_leaves_nothing_behind() {
             .unwrap()
             .is_none()
     );
-    tx.insert_user(&u).await.unwrap();
+    tx.apply(Changes {
+        new_users: vec![u.clone()],
+        ..Changes::default()
+    })
+    .await
+    .unwrap();
     tx.commit().await.unwrap();
     let mut read = store.begin_read().await.unwrap();
     assert_eq!(read.user(u.id).await.unwrap(), Some(u));
@@ -380,11 +395,19 @@ async fn constraints_are_reported_by_name() {
         created_at: now,
     };
     let mut tx = store.begin().await.unwrap();
-    tx.insert_user(&u).await.unwrap();
+    tx.apply(Changes {
+        new_users: vec![u.clone()],
+        ..Changes::default()
+    })
+    .await
+    .unwrap();
     let dup = tx
-        .insert_user(&User {
-            id: UserId::new(),
-            ..u.clone()
+        .apply(Changes {
+            new_users: vec![User {
+                id: UserId::new(),
+                ..u.clone()
+            }],
+            ..Changes::default()
         })
         .await
         .unwrap_err();
@@ -410,14 +433,25 @@ async fn constraints_are_reported_by_name() {
         created_at: now,
         updated_at: now,
     };
-    let over = tx.insert_event(&ev).await.unwrap_err();
+    let over = tx
+        .apply(Changes {
+            new_events: vec![ev.clone()],
+            ..Changes::default()
+        })
+        .await
+        .unwrap_err();
     assert!(
         matches!(&over, StoreError::CheckViolation { constraint } if constraint == "events_seats_within_capacity"),
         "{over:?}"
     );
     ev.seats_held = 0;
     ev.seats_confirmed = 0;
-    tx.insert_event(&ev).await.unwrap();
+    tx.apply(Changes {
+        new_events: vec![ev.clone()],
+        ..Changes::default()
+    })
+    .await
+    .unwrap();
 
     let booking = Booking {
         id: BookingId::new(),
@@ -432,16 +466,25 @@ async fn constraints_are_reported_by_name() {
         created_at: now,
         updated_at: now,
     };
-    let fk = tx.insert_booking(&booking).await.unwrap_err();
+    let fk = tx
+        .apply(Changes {
+            new_bookings: vec![booking.clone()],
+            ..Changes::default()
+        })
+        .await
+        .unwrap_err();
     assert!(
         matches!(&fk, StoreError::ForeignKeyViolation { constraint } if constraint == "bookings_user_id_fkey"),
         "{fk:?}"
     );
     let fk = tx
-        .insert_booking(&Booking {
-            user_id: u.id,
-            event_id: EventId::new(),
-            ..booking.clone()
+        .apply(Changes {
+            new_bookings: vec![Booking {
+                user_id: u.id,
+                event_id: EventId::new(),
+                ..booking.clone()
+            }],
+            ..Changes::default()
         })
         .await
         .unwrap_err();
@@ -453,11 +496,19 @@ async fn constraints_are_reported_by_name() {
         user_id: u.id,
         ..booking
     };
-    tx.insert_booking(&booking).await.unwrap();
+    tx.apply(Changes {
+        new_bookings: vec![booking.clone()],
+        ..Changes::default()
+    })
+    .await
+    .unwrap();
     let again = tx
-        .insert_booking(&Booking {
-            id: BookingId::new(),
-            ..booking.clone()
+        .apply(Changes {
+            new_bookings: vec![Booking {
+                id: BookingId::new(),
+                ..booking.clone()
+            }],
+            ..Changes::default()
         })
         .await
         .unwrap_err();
@@ -476,7 +527,10 @@ async fn constraints_are_reported_by_name() {
         issued_at: now,
     };
     let clash = tx
-        .insert_tickets(&[ticket("T-1"), ticket("T-2"), ticket("T-1")])
+        .apply(Changes {
+            new_tickets: vec![ticket("T-1"), ticket("T-2"), ticket("T-1")],
+            ..Changes::default()
+        })
         .await
         .unwrap_err();
     assert!(
@@ -484,9 +538,12 @@ async fn constraints_are_reported_by_name() {
         "{clash:?}"
     );
     assert!(tx.tickets_for_booking(booking.id).await.unwrap().is_empty());
-    tx.insert_tickets(&[ticket("T-2"), ticket("T-1")])
-        .await
-        .unwrap();
+    tx.apply(Changes {
+        new_tickets: vec![ticket("T-2"), ticket("T-1")],
+        ..Changes::default()
+    })
+    .await
+    .unwrap();
     let numbers: Vec<String> = tx
         .tickets_for_booking(booking.id)
         .await
@@ -509,11 +566,20 @@ async fn constraints_are_reported_by_name() {
         offer_expires_at: None,
         offer_booking_id: None,
     };
-    let s1 = tx.insert_waitlist_entry(&entry).await.unwrap();
+    tx.apply(Changes {
+        new_waitlist_entries: vec![entry.clone()],
+        ..Changes::default()
+    })
+    .await
+    .unwrap();
+    let s1 = tx.waitlist_entry(entry.id).await.unwrap().unwrap().seq;
     let live = tx
-        .insert_waitlist_entry(&WaitlistEntry {
-            id: WaitlistEntryId::new(),
-            ..entry.clone()
+        .apply(Changes {
+            new_waitlist_entries: vec![WaitlistEntry {
+                id: WaitlistEntryId::new(),
+                ..entry.clone()
+            }],
+            ..Changes::default()
         })
         .await
         .unwrap_err();
@@ -521,16 +587,20 @@ async fn constraints_are_reported_by_name() {
         matches!(&live, StoreError::UniqueViolation { constraint } if constraint == "waitlist_entries_one_live_per_user"),
         "{live:?}"
     );
-    let s2 = tx
-        .insert_waitlist_entry(&WaitlistEntry {
-            id: WaitlistEntryId::new(),
-            status: WaitlistStatus::Left,
-            ..entry.clone()
-        })
-        .await
-        .unwrap();
+    let left = WaitlistEntry {
+        id: WaitlistEntryId::new(),
+        status: WaitlistStatus::Left,
+        ..entry.clone()
+    };
+    tx.apply(Changes {
+        new_waitlist_entries: vec![left.clone()],
+        ..Changes::default()
+    })
+    .await
+    .unwrap();
+    let s2 = tx.waitlist_entry(left.id).await.unwrap().unwrap().seq;
     assert!(s2 > s1);
-    // Constraint failures undo only their statement: everything else commits.
+    // A failed change set takes back only itself: everything else commits.
     tx.commit().await.unwrap();
     let mut read = store.begin_read().await.unwrap();
     assert_eq!(read.tickets_for_booking(booking.id).await.unwrap().len(), 2);
@@ -556,7 +626,13 @@ async fn readers_see_committed_data_only_and_never_wait_for_the_writer() {
         created_at: Utc.with_ymd_and_hms(2030, 1, 1, 0, 0, 0).unwrap(),
     };
     let mut writer = store.begin().await.unwrap();
-    writer.insert_user(&u).await.unwrap();
+    writer
+        .apply(Changes {
+            new_users: vec![u.clone()],
+            ..Changes::default()
+        })
+        .await
+        .unwrap();
     let mut before = store.begin_read().await.unwrap();
     let seen = tokio::time::timeout(std::time::Duration::from_secs(2), before.user(u.id))
         .await
@@ -575,15 +651,19 @@ async fn readers_see_committed_data_only_and_never_wait_for_the_writer() {
 async fn a_read_transaction_refuses_writes() {
     let store = SqliteStore::open_in_memory().await.unwrap();
     let mut read = store.begin_read().await.unwrap();
+    let user = User {
+        id: UserId::new(),
+        email: "r@example.com".into(),
+        name: "R".into(),
+        password_hash: "x".into(),
+        role: Role::User,
+        attributes: Default::default(),
+        created_at: Utc::now(),
+    };
     let err = read
-        .insert_user(&User {
-            id: UserId::new(),
-            email: "r@example.com".into(),
-            name: "R".into(),
-            password_hash: "x".into(),
-            role: Role::User,
-            attributes: Default::default(),
-            created_at: Utc::now(),
+        .apply(Changes {
+            new_users: vec![user],
+            ..Changes::default()
         })
         .await
         .unwrap_err();

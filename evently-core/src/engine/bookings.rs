@@ -5,12 +5,12 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use tracing::Instrument;
 
-use super::{Draft, Evently, account, chrono_dur};
+use super::{Draft, Evently, Work, account, chrono_dur};
 use crate::model::{
-    Booking, BookingSource, BookingStatus, Event, JobPayload, NewJob, Notification,
-    NotificationData, NotificationKind, Ticket, WaitlistStatus,
+    Booking, BookingSource, BookingStatus, Event, Notification, NotificationData, NotificationKind,
+    Ticket, WaitlistStatus,
 };
-use crate::ports::{BookingStep, Confirmation, IdGenerator, LockMode, StepWrites, Transaction};
+use crate::ports::{IdGenerator, LockMode};
 use crate::{
     Actor, BookingId, Entity, Error, EventId, NotificationId, Result, StoreError, TicketId, UserId,
 };
@@ -98,8 +98,7 @@ impl Pending {
 #[derive(Debug)]
 pub(crate) struct Prepared {
     tickets: Vec<Ticket>,
-    /// Boxed here, outside the event's lock: the memory store keeps it as handed over.
-    notification: Box<Notification>,
+    notification: Notification,
     /// When this thread had texts for the event: the texts the notification's title and message were
     /// written with, for the price they assumed. The transaction keeps them if the event still has
     /// those texts and the booking that price; otherwise it writes them again.
@@ -277,14 +276,13 @@ impl Evently {
         let span = tracing::debug_span!("reserve", event_id = %event_id, user_id = %actor.user_id);
         // Shared with the event's queue when requests are combined; on the caller's stack otherwise.
         let shared;
-        let (result, pending) =
-            if self.inner.config.max_batch > 1 && self.inner.store.combines_bookings() {
-                shared = Arc::new(pending);
-                let r = self.reserve_combined(shared.clone()).instrument(span).await;
-                (r, &*shared)
-            } else {
-                (self.reserve_one(&pending).instrument(span).await, &pending)
-            };
+        let (result, pending) = if self.inner.config.max_batch > 1 {
+            shared = Arc::new(pending);
+            let r = self.reserve_combined(shared.clone()).instrument(span).await;
+            (r, &*shared)
+        } else {
+            (self.reserve_one(&pending).instrument(span).await, &pending)
+        };
         let req = &pending.req;
         match result {
             // Two requests with one key for different events raced past each other's lock: the loser
@@ -350,56 +348,13 @@ impl Evently {
         // holding it. The time is a few microseconds early (a lock wait longer on a busy SQL store),
         // which no decision here notices.
         let now = self.now();
-        let mut tx = self.inner.store.begin().await?;
-        // A lone request without an idempotency key, on a store that runs each request in a
-        // transaction of its own (the in-memory store): decided and stored in one step while the
-        // store holds the event. Requests the step leaves undecided (too few free seats, which may
-        // need expired holds swept first; a pricing policy that waits) take the general path below,
-        // in the same transaction.
-        if let [p] = batch
-            && p.req.idempotency_key.is_none()
-            && !self.inner.store.combines_bookings()
-        {
-            let mut step = OneStep {
-                engine: self,
-                p,
-                now,
-                outcome: None,
-            };
-            let found = tx
-                .book_in_step(event_id, &mut step)
-                .await
-                .map_err(|e| match e {
-                    // A booking's own constraints are reported as they are (as `insert_booking`'s).
-                    StoreError::UniqueViolation { constraint }
-                        if constraint.starts_with("bookings") =>
-                    {
-                        Error::Store(StoreError::UniqueViolation { constraint })
-                    }
-                    other => confirmation_error(other),
-                })?;
-            if !found {
-                return Ok(vec![Err(Error::not_found(Entity::Event, event_id))]);
-            }
-            match step.outcome {
-                Some(Ok(booking)) => {
-                    tx.commit().await?;
-                    return Ok(vec![Ok(booking)]);
-                }
-                Some(Err(e)) => return Ok(vec![Err(e)]),
-                None => {}
-            }
-        }
-        // Read into the event this thread's previous batch used, if any: its texts' buffers are
-        // reused (see `EventRepository::event_into`).
-        let found = match SPARE_EVENT.take() {
-            Some(mut e) => tx
-                .event_into(event_id, LockMode::ForUpdate, &mut e)
-                .await?
-                .then_some(e),
-            None => tx.event(event_id, LockMode::ForUpdate).await?,
-        };
-        let Some(mut event) = found else {
+        let mut work = Work::begin(&*self.inner.store).await?;
+        let Some(mut event) = work
+            .read()
+            .await?
+            .event(event_id, LockMode::ForUpdate)
+            .await?
+        else {
             return Ok(batch
                 .iter()
                 .map(|_| Err(Error::not_found(Entity::Event, event_id)))
@@ -410,7 +365,7 @@ impl Evently {
         let mut results = Vec::with_capacity(batch.len());
         for p in batch {
             match self
-                .reserve_in_tx(&mut *tx, &mut event, p, now, &mut dirty, &mut texts)
+                .reserve_in_tx(&mut work, &mut event, p, now, &mut dirty, &mut texts)
                 .await
             {
                 Err(e @ Error::Store(_)) => return Err(e),
@@ -418,10 +373,18 @@ impl Evently {
             }
         }
         if dirty {
-            tx.update_event(&event).await?;
-            tx.commit().await?;
+            work.changes.updated_events.push(event);
+            work.commit().await.map_err(|e| match e {
+                // A booking's own constraints are reported as they are (the idempotency key's is
+                // answered as a replay by the caller).
+                StoreError::UniqueViolation { constraint }
+                    if constraint.starts_with("bookings") =>
+                {
+                    Error::Store(StoreError::UniqueViolation { constraint })
+                }
+                other => confirmation_error(other),
+            })?;
         }
-        SPARE_EVENT.set(Some(event));
         Ok(results)
     }
 
@@ -429,7 +392,7 @@ impl Evently {
     /// Refusals are decided before this request writes; store errors leave the transaction unusable.
     async fn reserve_in_tx(
         &self,
-        tx: &mut dyn Transaction,
+        work: &mut Work,
         event: &mut Event,
         p: &Pending,
         now: DateTime<Utc>,
@@ -437,16 +400,27 @@ impl Evently {
         texts: &mut Option<Arc<ConfirmationTexts>>,
     ) -> Result<Booking> {
         let (actor, req) = (&p.actor, &p.req);
-        if let Some(key) = &req.idempotency_key
-            && let Some(existing) = tx.booking_by_idempotency_key(actor.user_id, key).await?
-        {
-            return replay(existing, req);
+        if let Some(key) = &req.idempotency_key {
+            // An earlier request of this batch with the same key, or a stored booking.
+            let batched = work.changes.new_bookings.iter().find(|b| {
+                b.user_id == actor.user_id && b.idempotency_key.as_deref() == Some(key.as_str())
+            });
+            if let Some(existing) = batched {
+                return replay(existing.clone(), req);
+            }
+            if let Some(existing) = work
+                .read_stored()
+                .booking_by_idempotency_key(actor.user_id, key)
+                .await?
+            {
+                return replay(existing, req);
+            }
         }
         check_open(event, now)?;
         if event.seats_free() < req.quantity {
             // Seats may be tied up by holds that already ran out: release them (and let the waitlist
             // have its turn) before saying no. What that changes is kept even if this request fails.
-            *dirty |= self.expire_due(tx, event, now).await?.changed();
+            *dirty |= self.expire_due(work, event, now).await?.changed();
             if event.seats_free() < req.quantity {
                 return Err(Error::SoldOut {
                     event_id: event.id,
@@ -456,14 +430,13 @@ impl Evently {
             }
         }
         let total_price = self
-            .price_with(&*p.pricing, tx, actor, event, req.quantity, now)
+            .price_with(&*p.pricing, work, actor, event, req.quantity, now)
             .await?;
         let booking = new_booking(p, event, total_price, now)?;
         *dirty = true;
-        tx.insert_booking(&booking).await?;
+        work.changes.new_bookings.push(booking.clone());
         if booking.status == BookingStatus::Confirmed {
-            self.on_confirmed(tx, event, &booking, now, p.take_prepared(), texts)
-                .await?;
+            self.on_confirmed(work, event, &booking, now, p.take_prepared(), texts);
         }
         Ok(booking)
     }
@@ -472,10 +445,11 @@ impl Evently {
     /// the booking is read again once the lock is held.
     async fn lock_booking(
         &self,
-        tx: &mut dyn Transaction,
+        work: &mut Work,
         actor: &Actor,
         id: BookingId,
     ) -> Result<(Booking, Event)> {
+        let tx = work.read().await?;
         let first = tx
             .booking(id)
             .await?
@@ -530,17 +504,17 @@ impl Evently {
     /// ```
     pub async fn confirm(&self, actor: &Actor, id: BookingId) -> Result<Booking> {
         self.retrying("confirm", || async {
-            let mut tx = self.inner.store.begin().await?;
-            let (mut booking, mut event) = self.lock_booking(&mut *tx, actor, id).await?;
+            let mut work = Work::begin(&*self.inner.store).await?;
+            let (mut booking, mut event) = self.lock_booking(&mut work, actor, id).await?;
             let now = self.now();
             if booking.status == BookingStatus::Confirmed {
                 return Ok(booking);
             }
             if booking.hold_expired(now) {
                 let held_until = booking.held_until.unwrap_or(now);
-                self.expire_due(&mut *tx, &mut event, now).await?;
-                tx.update_event(&event).await?;
-                tx.commit().await?;
+                self.expire_due(&mut work, &mut event, now).await?;
+                work.changes.updated_events.push(event);
+                work.commit().await?;
                 return Err(Error::HoldExpired {
                     booking_id: id,
                     held_until,
@@ -548,18 +522,17 @@ impl Evently {
             }
             booking.confirm(now)?;
             account(&mut event, &booking, Some(BookingStatus::Held))?;
-            tx.update_booking(&booking).await?;
+            work.changes.updated_bookings.push(booking.clone());
             if let BookingSource::WaitlistOffer(entry_id) = booking.source
-                && let Some(mut entry) = tx.waitlist_entry(entry_id).await?
+                && let Some(mut entry) = work.read_stored().waitlist_entry(entry_id).await?
                 && entry.status == WaitlistStatus::Offered
             {
                 entry.transition(WaitlistStatus::Accepted)?;
-                tx.update_waitlist_entry(&entry).await?;
+                work.changes.updated_waitlist_entries.push(entry);
             }
-            tx.update_event(&event).await?;
-            self.on_confirmed(&mut *tx, &event, &booking, now, None, &mut None)
-                .await?;
-            tx.commit().await?;
+            self.on_confirmed(&mut work, &event, &booking, now, None, &mut None);
+            work.changes.updated_events.push(event);
+            work.commit().await.map_err(confirmation_error)?;
             Ok(booking)
         })
         .await
@@ -601,8 +574,8 @@ impl Evently {
     /// ```
     pub async fn cancel(&self, actor: &Actor, id: BookingId) -> Result<Booking> {
         self.retrying("cancel", || async {
-            let mut tx = self.inner.store.begin().await?;
-            let (mut booking, mut event) = self.lock_booking(&mut *tx, actor, id).await?;
+            let mut work = Work::begin(&*self.inner.store).await?;
+            let (mut booking, mut event) = self.lock_booking(&mut work, actor, id).await?;
             let now = self.now();
             if booking.status == BookingStatus::Cancelled {
                 return Ok(booking);
@@ -610,17 +583,17 @@ impl Evently {
             let from = booking.status;
             booking.cancel(now)?;
             account(&mut event, &booking, Some(from))?;
-            tx.update_booking(&booking).await?;
+            work.changes.updated_bookings.push(booking.clone());
             if let BookingSource::WaitlistOffer(entry_id) = booking.source
-                && let Some(mut entry) = tx.waitlist_entry(entry_id).await?
+                && let Some(mut entry) = work.read().await?.waitlist_entry(entry_id).await?
                 && entry.status == WaitlistStatus::Offered
             {
                 entry.transition(WaitlistStatus::Left)?;
-                tx.update_waitlist_entry(&entry).await?;
+                work.changes.updated_waitlist_entries.push(entry);
             }
             if from == BookingStatus::Confirmed {
                 self.notify(
-                    &mut *tx,
+                    &mut work,
                     Draft {
                         user_id: booking.user_id,
                         kind: NotificationKind::BookingCancelled,
@@ -635,12 +608,11 @@ impl Evently {
                         ],
                     },
                     now,
-                )
-                .await?;
+                );
             }
-            self.promote(&mut *tx, &mut event, now).await?;
-            tx.update_event(&event).await?;
-            tx.commit().await?;
+            self.promote(&mut work, &mut event, now).await?;
+            work.changes.updated_events.push(event);
+            work.commit().await?;
             Ok(booking)
         })
         .await
@@ -709,14 +681,14 @@ impl Evently {
 
     pub(crate) async fn expire_event_holds(&self, id: EventId, now: DateTime<Utc>) -> Result<u32> {
         self.retrying("expire_holds", || async {
-            let mut tx = self.inner.store.begin().await?;
-            let Some(mut event) = tx.event(id, LockMode::ForUpdate).await? else {
+            let mut work = Work::begin(&*self.inner.store).await?;
+            let Some(mut event) = work.read().await?.event(id, LockMode::ForUpdate).await? else {
                 return Ok(0);
             };
-            let swept = self.expire_due(&mut *tx, &mut event, now).await?;
+            let swept = self.expire_due(&mut work, &mut event, now).await?;
             if swept.changed() {
-                tx.update_event(&event).await?;
-                tx.commit().await?;
+                work.changes.updated_events.push(event);
+                work.commit().await?;
             }
             Ok(swept.expired)
         })
@@ -727,24 +699,24 @@ impl Evently {
     /// then promotes its waitlist. The caller writes the event.
     pub(crate) async fn expire_due(
         &self,
-        tx: &mut dyn Transaction,
+        work: &mut Work,
         event: &mut Event,
         now: DateTime<Utc>,
     ) -> Result<Swept> {
         let mut n = 0;
         loop {
-            let due = tx.expired_holds(event.id, now, 500).await?;
+            let due = work.read().await?.expired_holds(event.id, now, 500).await?;
             if due.is_empty() {
                 break;
             }
             for mut b in due {
                 b.expire(now)?;
                 account(event, &b, Some(BookingStatus::Held))?;
-                tx.update_booking(&b).await?;
+                work.changes.updated_bookings.push(b.clone());
                 n += 1;
                 if b.source == BookingSource::Direct {
                     self.notify(
-                        tx,
+                        work,
                         Draft {
                             user_id: b.user_id,
                             kind: NotificationKind::HoldExpired,
@@ -760,16 +732,15 @@ impl Evently {
                             ],
                         },
                         now,
-                    )
-                    .await?;
+                    );
                 } else if let BookingSource::WaitlistOffer(entry_id) = b.source
-                    && let Some(mut entry) = tx.waitlist_entry(entry_id).await?
+                    && let Some(mut entry) = work.read().await?.waitlist_entry(entry_id).await?
                     && entry.status == WaitlistStatus::Offered
                 {
                     entry.transition(WaitlistStatus::Expired)?;
-                    tx.update_waitlist_entry(&entry).await?;
+                    work.changes.updated_waitlist_entries.push(entry);
                     self.notify(
-                        tx,
+                        work,
                         Draft {
                             user_id: b.user_id,
                             kind: NotificationKind::WaitlistOfferExpired,
@@ -781,8 +752,7 @@ impl Evently {
                             data: vec![("event_id", event.id.to_string())],
                         },
                         now,
-                    )
-                    .await?;
+                    );
                 }
             }
         }
@@ -790,7 +760,7 @@ impl Evently {
             tracing::debug!(event_id = %event.id, expired = n, "expired holds");
             metrics::counter!("evently_holds_expired_total").increment(u64::from(n));
         }
-        let offered = self.promote(tx, event, now).await?;
+        let offered = self.promote(work, event, now).await?;
         Ok(Swept {
             expired: n,
             offered,
@@ -799,32 +769,15 @@ impl Evently {
 
     /// Issues tickets and queues the confirmation for a booking that just became confirmed (see
     /// [`Evently::confirmation`]).
-    async fn on_confirmed(
+    fn on_confirmed(
         &self,
-        tx: &mut dyn Transaction,
+        work: &mut Work,
         event: &Event,
         booking: &Booking,
         now: DateTime<Utc>,
         prepared: Option<Prepared>,
         texts: &mut Option<Arc<ConfirmationTexts>>,
-    ) -> Result<()> {
-        let c = self.confirmation(event, booking, now, prepared, texts);
-        tx.insert_confirmation(c.tickets, c.notification, c.job)
-            .await
-            .map_err(confirmation_error)
-    }
-
-    /// The tickets, the confirmation and the job that delivers it, for a booking that just became
-    /// confirmed: from the records built beforehand when they fit the booking, with the times and
-    /// (unless written beforehand for this event and price) the texts filled in.
-    fn confirmation(
-        &self,
-        event: &Event,
-        booking: &Booking,
-        now: DateTime<Utc>,
-        prepared: Option<Prepared>,
-        texts: &mut Option<Arc<ConfirmationTexts>>,
-    ) -> Confirmation {
+    ) {
         let Prepared {
             mut tickets,
             mut notification,
@@ -853,17 +806,8 @@ impl Evently {
             notification.message = texts.message(booking.quantity, booking.total_price);
         }
         notification.created_at = now;
-        let job = NewJob::now(
-            JobPayload::DeliverNotification {
-                notification_id: notification.id,
-            },
-            now,
-        );
-        Confirmation {
-            tickets,
-            notification,
-            job,
-        }
+        work.changes.new_tickets.append(&mut tickets);
+        super::record_notification(work, notification, now);
     }
 }
 
@@ -906,60 +850,6 @@ fn new_booking(
     Ok(booking)
 }
 
-/// One request decided while the store holds its event ([`Transaction::book_in_step`]): the same
-/// checks and records as [`Evently::reserve_in_tx`], for the requests that need nothing but the event
-/// (no idempotency key to look up, enough free seats, a pricing policy that answers at once).
-struct OneStep<'a> {
-    engine: &'a Evently,
-    p: &'a Pending,
-    now: DateTime<Utc>,
-    /// The request's outcome once decided; `None` leaves it to the general path.
-    outcome: Option<Result<Booking>>,
-}
-
-impl BookingStep for OneStep<'_> {
-    fn decide(&mut self, event: &mut Event) -> Option<StepWrites> {
-        let (p, now) = (self.p, self.now);
-        if let Err(e) = check_open(event, now) {
-            self.outcome = Some(Err(e));
-            return None;
-        }
-        if event.seats_free() < p.req.quantity {
-            // Maybe expired holds to sweep first: the general path does that.
-            return None;
-        }
-        let total =
-            match self
-                .engine
-                .price_now(&*p.pricing, &p.actor, event, p.req.quantity, now)?
-            {
-                Ok(total) => total,
-                Err(e) => {
-                    self.outcome = Some(Err(e));
-                    return None;
-                }
-            };
-        let seats = (event.seats_held, event.seats_confirmed);
-        let booking = match new_booking(p, event, total, now) {
-            Ok(b) => b,
-            Err(e) => {
-                (event.seats_held, event.seats_confirmed) = seats;
-                self.outcome = Some(Err(e));
-                return None;
-            }
-        };
-        let confirmation = (booking.status == BookingStatus::Confirmed).then(|| {
-            self.engine
-                .confirmation(event, &booking, now, p.take_prepared(), &mut None)
-        });
-        self.outcome = Some(Ok(booking.clone()));
-        Some(StepWrites {
-            booking,
-            confirmation,
-        })
-    }
-}
-
 /// The records of a confirmed booking that do not depend on the event's state (see [`Prepared`]).
 fn prepare(
     ids: &dyn IdGenerator,
@@ -995,7 +885,7 @@ fn prepare(
         ("booking_id", booking_text.to_owned()),
         ("event_id", event_text.to_owned()),
     ]);
-    let mut notification = Box::new(Notification {
+    let mut notification = Notification {
         id: NotificationId(ids.uuid()),
         user_id,
         kind: NotificationKind::BookingConfirmed,
@@ -1004,7 +894,7 @@ fn prepare(
         data,
         created_at: DateTime::UNIX_EPOCH,
         sent_at: None,
-    });
+    };
     // With the event's texts at hand (this thread confirmed a booking of it before), write the title
     // and the message now, assuming the event's fixed price; the transaction checks both assumptions.
     let written = cached.and_then(|t| {
@@ -1092,11 +982,6 @@ pub(crate) struct ConfirmationTexts {
     title: String,
     /// " seat(s) for Gig at Club, starting 2030-01-08T09:00:00Z. Total ".
     middle: String,
-}
-
-thread_local! {
-    /// The event a booking transaction on this thread read last, kept for the next one to read into.
-    static SPARE_EVENT: std::cell::Cell<Option<Event>> = const { std::cell::Cell::new(None) };
 }
 
 /// Events whose texts one thread keeps.

@@ -1,4 +1,4 @@
-use super::Evently;
+use super::{Evently, Work};
 use crate::model::{Availability, Event, EventFilter, EventPatch, NewEvent, WaitlistStatus};
 use crate::ports::LockMode;
 use crate::{Actor, Entity, Error, EventId, Result};
@@ -35,9 +35,9 @@ impl Evently {
         };
         event.validate()?;
         self.retrying("create_event", || async {
-            let mut tx = self.inner.store.begin().await?;
-            tx.insert_event(&event).await?;
-            tx.commit().await?;
+            let mut work = Work::begin(&*self.inner.store).await?;
+            work.changes.new_events.push(event.clone());
+            work.commit().await?;
             Ok(event.clone())
         })
         .await
@@ -54,9 +54,11 @@ impl Evently {
     ) -> Result<Event> {
         require_admin(actor)?;
         self.retrying("update_event", || async {
-            let mut tx = self.inner.store.begin().await?;
+            let mut work = Work::begin(&*self.inner.store).await?;
             let now = self.now();
-            let mut event = tx
+            let mut event = work
+                .read()
+                .await?
                 .event(id, LockMode::ForUpdate)
                 .await?
                 .ok_or_else(|| Error::not_found(Entity::Event, id))?;
@@ -71,10 +73,10 @@ impl Evently {
             event.version += 1;
             event.updated_at = now;
             if event.active {
-                self.promote(&mut *tx, &mut event, now).await?;
+                self.promote(&mut work, &mut event, now).await?;
             }
-            tx.update_event(&event).await?;
-            tx.commit().await?;
+            work.changes.updated_events.push(event.clone());
+            work.commit().await?;
             Ok(event)
         })
         .await

@@ -2,9 +2,9 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 
-use super::{Evently, chrono_dur};
+use super::{Evently, Work, chrono_dur};
 use crate::model::{Job, JobPayload};
-use crate::ports::{Delivery, JobQueue, NotifyError};
+use crate::ports::{Changes, Delivery, DeliveryRecord, JobQueue, NotifyError};
 use crate::{Error, NotificationId, Result};
 
 /// What one [`Evently::run_jobs`] pass did.
@@ -223,11 +223,11 @@ impl Evently {
                 Ok(()) => {}
                 Err(NotifyError::SubscriptionGone { endpoint }) => {
                     // That subscription is gone for good; the channel's other work is done.
-                    let mut tx = store.begin().await.map_err(Error::from)?;
-                    tx.delete_push_subscription(&endpoint)
-                        .await
-                        .map_err(Error::from)?;
-                    tx.commit().await.map_err(Error::from)?;
+                    let gone = Changes {
+                        removed_push_subscriptions: vec![endpoint.clone()],
+                        ..Changes::default()
+                    };
+                    Work::write(&**store, gone).await.map_err(Error::from)?;
                     tracing::info!(notification_id = %id, channel, endpoint, "push subscription gone: deleted");
                 }
                 Err(NotifyError::Transient(m)) => {
@@ -240,17 +240,23 @@ impl Evently {
                     return Err(DeliveryError::permanent(format!("{channel}: {m}")));
                 }
             }
-            let mut tx = store.begin().await.map_err(Error::from)?;
-            tx.record_notification_delivery(id, channel, self.now())
+            let delivered = Changes {
+                deliveries: vec![DeliveryRecord {
+                    notification_id: id,
+                    channel: channel.to_string(),
+                    at: self.now(),
+                }],
+                ..Changes::default()
+            };
+            Work::write(&**store, delivered)
                 .await
                 .map_err(Error::from)?;
-            tx.commit().await.map_err(Error::from)?;
         }
-        let mut tx = store.begin().await.map_err(Error::from)?;
-        tx.mark_notification_sent(id, self.now())
-            .await
-            .map_err(Error::from)?;
-        tx.commit().await.map_err(Error::from)?;
+        let sent = Changes {
+            notifications_sent: vec![(id, self.now())],
+            ..Changes::default()
+        };
+        Work::write(&**store, sent).await.map_err(Error::from)?;
         Ok(())
     }
 }

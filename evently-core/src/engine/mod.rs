@@ -7,6 +7,7 @@ mod jobs;
 mod policies;
 mod users;
 mod waitlist;
+mod work;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -16,13 +17,14 @@ use chrono::{DateTime, Utc};
 pub use bookings::{BookingRequest, Reservation};
 pub use jobs::JobRunSummary;
 pub use policies::{PolicyFailureMode, PolicyRegistry};
+pub(crate) use work::Work;
 
 use crate::model::{
     Booking, BookingStatus, Event, JobPayload, NewJob, Notification, NotificationKind,
 };
 use crate::ports::{
     Clock, DefaultIdGenerator, FifoWaitlist, FixedPrice, IdGenerator, JobQueue, Notifier,
-    PricingPolicy, Store, SystemClock, Transaction, WaitlistPolicy,
+    PricingPolicy, Store, SystemClock, WaitlistPolicy,
 };
 use crate::{Error, NotificationId, Result, StoreError, UserId};
 
@@ -288,12 +290,7 @@ impl Evently {
     }
 
     /// Records a notification and enqueues its delivery in the same transaction.
-    pub(crate) async fn notify(
-        &self,
-        tx: &mut dyn Transaction,
-        draft: Draft,
-        now: DateTime<Utc>,
-    ) -> Result<()> {
+    pub(crate) fn notify(&self, work: &mut Work, draft: Draft, now: DateTime<Utc>) {
         let n = Notification {
             id: NotificationId(self.inner.ids.uuid()),
             user_id: draft.user_id,
@@ -308,28 +305,19 @@ impl Evently {
             created_at: now,
             sent_at: None,
         };
-        self.record_notification(tx, n, now).await
+        record_notification(work, n, now);
     }
+}
 
-    /// Records a built notification (handed to the store by value) and enqueues its delivery in the
-    /// same transaction.
-    pub(crate) async fn record_notification(
-        &self,
-        tx: &mut dyn Transaction,
-        n: Notification,
-        now: DateTime<Utc>,
-    ) -> Result<()> {
-        let id = n.id;
-        tx.insert_notification_owned(n).await?;
-        tx.enqueue_job(&NewJob::now(
-            JobPayload::DeliverNotification {
-                notification_id: id,
-            },
-            now,
-        ))
-        .await?;
-        Ok(())
-    }
+/// Records a built notification and enqueues its delivery in the same transaction.
+pub(crate) fn record_notification(work: &mut Work, n: Notification, now: DateTime<Utc>) {
+    work.changes.new_jobs.push(NewJob::now(
+        JobPayload::DeliverNotification {
+            notification_id: n.id,
+        },
+        now,
+    ));
+    work.changes.new_notifications.push(n);
 }
 
 /// A notification about to be recorded.

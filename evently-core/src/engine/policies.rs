@@ -3,11 +3,11 @@ use std::sync::{Arc, RwLock};
 
 use chrono::{DateTime, Utc};
 
-use super::Evently;
+use super::{Evently, Work};
 use crate::model::{Actor, Event, WaitlistEntry};
 use crate::ports::{
-    Buyer, FifoWaitlist, FixedPrice, OfferRequest, PricingPolicy, QuoteRequest, Transaction,
-    WaitlistCandidate, WaitlistPolicy,
+    Buyer, FifoWaitlist, FixedPrice, OfferRequest, PricingPolicy, QuoteRequest, WaitlistCandidate,
+    WaitlistPolicy,
 };
 use crate::{Error, EventId, Money, PolicyError, Result, WaitlistEntryId};
 
@@ -115,14 +115,14 @@ impl Evently {
     /// Prices `quantity` seats of `event` for `actor`, validating the policy's answer.
     pub(crate) async fn price(
         &self,
-        tx: &mut dyn Transaction,
+        work: &mut Work,
         actor: &Actor,
         event: &Event,
         quantity: u32,
         now: DateTime<Utc>,
     ) -> Result<Money> {
         let policy = self.inner.policies.pricing_for(event.id);
-        self.price_with(&*policy, tx, actor, event, quantity, now)
+        self.price_with(&*policy, work, actor, event, quantity, now)
             .await
     }
 
@@ -131,14 +131,16 @@ impl Evently {
     pub(crate) async fn price_with(
         &self,
         policy: &dyn PricingPolicy,
-        tx: &mut dyn Transaction,
+        work: &mut Work,
         actor: &Actor,
         event: &Event,
         quantity: u32,
         now: DateTime<Utc>,
     ) -> Result<Money> {
         let attributes = if policy.needs_buyer_attributes() {
-            tx.user(actor.user_id)
+            // The engine never changes a user in the transactions that price: no changes to apply.
+            work.read_stored()
+                .user(actor.user_id)
                 .await?
                 .map(|u| u.attributes)
                 .unwrap_or_default()
@@ -156,39 +158,8 @@ impl Evently {
             buyer: &buyer,
             now,
         };
-        let quoted = match policy.quote_now(&req) {
-            Some(q) => q,
-            None => policy.quote(&req).await,
-        };
+        let quoted = policy.quote(&req).await;
         self.checked_total(policy, &req, quoted)
-    }
-
-    /// [`Evently::price_with`] for a policy that answers at once ([`PricingPolicy::quote_now`]) and
-    /// needs no buyer attributes: no store access, no waiting. `None` for any other policy.
-    pub(crate) fn price_now(
-        &self,
-        policy: &dyn PricingPolicy,
-        actor: &Actor,
-        event: &Event,
-        quantity: u32,
-        now: DateTime<Utc>,
-    ) -> Option<Result<Money>> {
-        if policy.needs_buyer_attributes() {
-            return None;
-        }
-        let buyer = Buyer {
-            user_id: actor.user_id,
-            role: actor.role,
-            attributes: Default::default(),
-        };
-        let req = QuoteRequest {
-            event,
-            quantity,
-            buyer: &buyer,
-            now,
-        };
-        let quoted = policy.quote_now(&req)?;
-        Some(self.checked_total(policy, &req, quoted))
     }
 
     /// The total of a policy's answer once checked (same currency as the event, not negative); on a
@@ -229,7 +200,7 @@ impl Evently {
     /// Asks the waitlist policy which of `waiting` get offers of `free` seats, validating the answer.
     pub(crate) async fn choose_offers(
         &self,
-        tx: &mut dyn Transaction,
+        work: &mut Work,
         event: &Event,
         waiting: &[WaitlistEntry],
         free: u32,
@@ -239,7 +210,8 @@ impl Evently {
         let mut attrs: HashMap<_, _> = HashMap::new();
         if policy.needs_user_attributes() {
             let ids: Vec<_> = waiting.iter().map(|e| e.user_id).collect();
-            for u in tx.users(&ids).await? {
+            // As in pricing: users are not among the changes of the transactions that choose.
+            for u in work.read_stored().users(&ids).await? {
                 attrs.insert(u.id, u.attributes);
             }
         }

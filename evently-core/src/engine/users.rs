@@ -1,4 +1,4 @@
-use super::{Draft, Evently};
+use super::{Draft, Evently, Work};
 use crate::model::{NewUser, NotificationKind, PushSubscription, User, check_user};
 use crate::{Actor, Entity, Error, PushSubscriptionId, Result, StoreError, UserId};
 
@@ -16,18 +16,10 @@ impl Evently {
         };
         check_user(&user)?;
         self.retrying("register_user", || async {
-            let mut tx = self.inner.store.begin().await?;
-            match tx.insert_user(&user).await {
-                Err(StoreError::UniqueViolation { .. }) => {
-                    return Err(Error::conflict(format!(
-                        "e-mail {} is already registered",
-                        user.email
-                    )));
-                }
-                other => other?,
-            }
+            let mut work = Work::begin(&*self.inner.store).await?;
+            work.changes.new_users.push(user.clone());
             self.notify(
-                &mut *tx,
+                &mut work,
                 Draft {
                     user_id: user.id,
                     kind: NotificationKind::Welcome,
@@ -36,9 +28,18 @@ impl Evently {
                     data: vec![],
                 },
                 user.created_at,
-            )
-            .await?;
-            tx.commit().await?;
+            );
+            match work.commit().await {
+                Err(StoreError::UniqueViolation { constraint })
+                    if constraint.starts_with("users") =>
+                {
+                    return Err(Error::conflict(format!(
+                        "e-mail {} is already registered",
+                        user.email
+                    )));
+                }
+                other => other?,
+            }
             Ok(user.clone())
         })
         .await
@@ -102,9 +103,9 @@ impl Evently {
             created_at: self.now(),
         };
         self.retrying("subscribe_push", || async {
-            let mut tx = self.inner.store.begin().await?;
-            tx.upsert_push_subscription(&sub).await?;
-            tx.commit().await?;
+            let mut work = Work::begin(&*self.inner.store).await?;
+            work.changes.push_subscriptions.push(sub.clone());
+            work.commit().await?;
             Ok(sub.clone())
         })
         .await
@@ -113,13 +114,19 @@ impl Evently {
     /// Removes one of the actor's push subscriptions.
     pub async fn unsubscribe_push(&self, actor: &Actor, endpoint: &str) -> Result<()> {
         self.retrying("unsubscribe_push", || async {
-            let mut tx = self.inner.store.begin().await?;
-            let mine = tx.push_subscriptions_for_user(actor.user_id).await?;
+            let mut work = Work::begin(&*self.inner.store).await?;
+            let mine = work
+                .read()
+                .await?
+                .push_subscriptions_for_user(actor.user_id)
+                .await?;
             if !mine.iter().any(|s| s.endpoint == endpoint) {
                 return Err(Error::not_found(Entity::PushSubscription, endpoint));
             }
-            tx.delete_push_subscription(endpoint).await?;
-            tx.commit().await?;
+            work.changes
+                .removed_push_subscriptions
+                .push(endpoint.to_string());
+            work.commit().await?;
             Ok(())
         })
         .await

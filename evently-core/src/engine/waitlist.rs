@@ -1,12 +1,12 @@
 use chrono::{DateTime, Utc};
 
 use super::bookings::check_open;
-use super::{Draft, Evently, account, chrono_dur};
+use super::{Draft, Evently, Work, account, chrono_dur};
 use crate::model::{
     Booking, BookingSource, BookingStatus, Event, JobPayload, NewJob, NotificationKind,
     WaitlistEntry, WaitlistStatus,
 };
-use crate::ports::{LockMode, Transaction};
+use crate::ports::LockMode;
 use crate::{Actor, BookingId, Entity, Error, EventId, Result, StoreError, WaitlistEntryId};
 
 /// Fills `position` (1-based, dense) for waiting entries given in join order.
@@ -65,7 +65,8 @@ impl Evently {
             return Err(Error::validation("quantity", format!("must be 1 to {max}")));
         }
         self.retrying("join_waitlist", || async {
-            let mut tx = self.inner.store.begin().await?;
+            let mut work = Work::begin(&*self.inner.store).await?;
+            let tx = work.read().await?;
             let mut event = tx
                 .event(event_id, LockMode::ForUpdate)
                 .await?
@@ -79,12 +80,16 @@ impl Evently {
             {
                 return Err(Error::conflict("already on the waitlist of this event"));
             }
-            if self.expire_due(&mut *tx, &mut event, now).await?.changed() {
-                tx.update_event(&event).await?;
+            if self.expire_due(&mut work, &mut event, now).await?.changed() {
+                work.changes.updated_events.push(event.clone());
             }
-            let waiting = tx.waitlist(event_id, &[WaitlistStatus::Waiting]).await?;
+            let waiting = work
+                .read()
+                .await?
+                .waitlist(event_id, &[WaitlistStatus::Waiting])
+                .await?;
             if waiting.is_empty() && event.seats_free() >= quantity {
-                tx.commit().await?;
+                work.commit().await?;
                 return Err(Error::conflict(format!(
                     "{} seat(s) are free: book them instead of joining the waitlist",
                     event.seats_free()
@@ -103,21 +108,22 @@ impl Evently {
                 offer_expires_at: None,
                 offer_booking_id: None,
             };
-            tx.insert_waitlist_entry(&entry)
-                .await
-                .map_err(|e| match e {
-                    StoreError::UniqueViolation { .. } => {
-                        Error::conflict("already on the waitlist of this event")
-                    }
-                    StoreError::ForeignKeyViolation { .. } => {
-                        Error::not_found(Entity::User, actor.user_id)
-                    }
-                    other => other.into(),
-                })?;
+            work.changes.new_waitlist_entries.push(entry.clone());
+            work.flush().await.map_err(|e| match e {
+                StoreError::UniqueViolation { .. } => {
+                    Error::conflict("already on the waitlist of this event")
+                }
+                StoreError::ForeignKeyViolation { .. } => {
+                    Error::not_found(Entity::User, actor.user_id)
+                }
+                other => other.into(),
+            })?;
             // Seats may be free but too few for the head of the queue; this entry may still fit.
-            self.promote(&mut *tx, &mut event, now).await?;
-            tx.update_event(&event).await?;
-            let mut live = tx
+            self.promote(&mut work, &mut event, now).await?;
+            work.changes.updated_events.push(event.clone());
+            let mut live = work
+                .read()
+                .await?
                 .waitlist(
                     event_id,
                     &[WaitlistStatus::Waiting, WaitlistStatus::Offered],
@@ -125,7 +131,7 @@ impl Evently {
                 .await?;
             number(&mut live);
             let entry = live.into_iter().find(|e| e.id == entry.id);
-            tx.commit().await?;
+            work.commit().await?;
             entry.ok_or_else(|| Error::not_found(Entity::WaitlistEntry, event_id))
         })
         .await
@@ -134,7 +140,8 @@ impl Evently {
     /// Leaves the waitlist. Leaving while holding an offer declines it: its seats go to the next entries.
     pub async fn leave_waitlist(&self, actor: &Actor, event_id: EventId) -> Result<WaitlistEntry> {
         self.retrying("leave_waitlist", || async {
-            let mut tx = self.inner.store.begin().await?;
+            let mut work = Work::begin(&*self.inner.store).await?;
+            let tx = work.read().await?;
             let mut event = tx
                 .event(event_id, LockMode::ForUpdate)
                 .await?
@@ -152,13 +159,13 @@ impl Evently {
             {
                 offer.cancel(now)?;
                 account(&mut event, &offer, Some(BookingStatus::Held))?;
-                tx.update_booking(&offer).await?;
+                work.changes.updated_bookings.push(offer);
             }
             entry.transition(WaitlistStatus::Left)?;
-            tx.update_waitlist_entry(&entry).await?;
-            self.promote(&mut *tx, &mut event, now).await?;
-            tx.update_event(&event).await?;
-            tx.commit().await?;
+            work.changes.updated_waitlist_entries.push(entry.clone());
+            self.promote(&mut work, &mut event, now).await?;
+            work.changes.updated_events.push(event.clone());
+            work.commit().await?;
             Ok(entry)
         })
         .await
@@ -252,7 +259,7 @@ impl Evently {
     /// picks. Each offer is a held booking for the entry's user, held until the offer expires.
     pub(crate) async fn promote(
         &self,
-        tx: &mut dyn Transaction,
+        work: &mut Work,
         event: &mut Event,
         now: DateTime<Utc>,
     ) -> Result<u32> {
@@ -260,12 +267,16 @@ impl Evently {
         if free == 0 || !event.active || event.starts_at <= now {
             return Ok(0);
         }
-        let mut waiting = tx.waitlist(event.id, &[WaitlistStatus::Waiting]).await?;
+        let mut waiting = work
+            .read()
+            .await?
+            .waitlist(event.id, &[WaitlistStatus::Waiting])
+            .await?;
         if waiting.is_empty() {
             return Ok(0);
         }
         number(&mut waiting);
-        let chosen = self.choose_offers(tx, event, &waiting, free, now).await?;
+        let chosen = self.choose_offers(work, event, &waiting, free, now).await?;
         let expires = now + chrono_dur(self.inner.config.offer_ttl);
         let mut offered = 0;
         for id in chosen {
@@ -273,7 +284,7 @@ impl Evently {
                 continue;
             };
             let buyer = Actor::new(entry.user_id, crate::Role::User);
-            let total_price = self.price(tx, &buyer, event, entry.quantity, now).await?;
+            let total_price = self.price(work, &buyer, event, entry.quantity, now).await?;
             let offer = Booking {
                 id: BookingId(self.inner.ids.uuid()),
                 user_id: entry.user_id,
@@ -288,14 +299,13 @@ impl Evently {
                 updated_at: now,
             };
             account(event, &offer, None)?;
-            tx.insert_booking(&offer).await?;
             entry.transition(WaitlistStatus::Offered)?;
             entry.offer_expires_at = Some(expires);
             entry.offer_booking_id = Some(offer.id);
             entry.notified_at = Some(now);
-            tx.update_waitlist_entry(&entry).await?;
+            work.changes.updated_waitlist_entries.push(entry.clone());
             self.notify(
-                tx,
+                work,
                 Draft {
                     user_id: entry.user_id,
                     kind: NotificationKind::WaitlistOffer,
@@ -311,15 +321,14 @@ impl Evently {
                     ],
                 },
                 now,
-            )
-            .await?;
+            );
+            work.changes.new_bookings.push(offer);
             // Let a worker expire the offer on time even if no one books this event meanwhile.
-            tx.enqueue_job(&NewJob {
+            work.changes.new_jobs.push(NewJob {
                 run_at: expires,
                 dedupe_key: Some(format!("expire:{}:{}", event.id, expires.timestamp())),
                 ..NewJob::now(JobPayload::ExpireHolds { event_id: event.id }, now)
-            })
-            .await?;
+            });
             tracing::debug!(event_id = %event.id, entry_id = %entry.id, "waitlist offer made");
             metrics::counter!("evently_waitlist_offers_total").increment(1);
             offered += 1;

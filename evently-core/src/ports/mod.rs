@@ -16,7 +16,7 @@ pub use policy::{
     WaitlistCandidate, WaitlistPolicy,
 };
 pub use store::{
-    BookingRepository, BookingStep, Confirmation, EventRepository, JobSink, LockMode,
-    NotificationRepository, PushSubscriptionRepository, StepWrites, Store, TicketRepository,
-    Transaction, UserRepository, WaitlistRepository,
+    BookingRepository, Changes, DeliveryRecord, EventRepository, LockMode, NotificationRepository,
+    PushSubscriptionRepository, Store, TicketRepository, Transaction, UserRepository,
+    WaitlistRepository,
 };

@@ -53,14 +53,6 @@ pub trait PricingPolicy: Send + Sync {
     }
     /// Prices a request.
     async fn quote(&self, req: &QuoteRequest<'_>) -> Result<Quote, PolicyError>;
-    /// Prices a request without waiting, for a policy that never waits (a computation on the
-    /// request alone, as [`FixedPrice`]): the engine then skips the boxed future of
-    /// [`PricingPolicy::quote`]. Must answer as `quote` would, or `None` (the default) to have the
-    /// engine call `quote`.
-    fn quote_now(&self, req: &QuoteRequest<'_>) -> Option<Result<Quote, PolicyError>> {
-        let _ = req;
-        None
-    }
 }
 
 /// The event's price times the quantity.
@@ -68,8 +60,7 @@ pub trait PricingPolicy: Send + Sync {
 pub struct FixedPrice;
 
 impl FixedPrice {
-    /// The quote, without a future: what [`PricingPolicy::quote`] and
-    /// [`PricingPolicy::quote_now`] answer.
+    /// The quote, without a future: what [`PricingPolicy::quote`] answers.
     pub fn quote_at_once(&self, req: &QuoteRequest<'_>) -> Result<Quote, PolicyError> {
         fixed_price(self.name(), req)
     }
@@ -98,10 +89,6 @@ impl PricingPolicy for FixedPrice {
 
     async fn quote(&self, req: &QuoteRequest<'_>) -> Result<Quote, PolicyError> {
         fixed_price(self.name(), req)
-    }
-
-    fn quote_now(&self, req: &QuoteRequest<'_>) -> Option<Result<Quote, PolicyError>> {
-        Some(fixed_price(self.name(), req))
     }
 }
 
@@ -200,9 +187,7 @@ mod tests {
                 now: at,
             };
             let waited = futures_executor::block_on(FixedPrice.quote(&req));
-            let now = FixedPrice
-                .quote_now(&req)
-                .expect("fixed price answers at once");
+            let now = FixedPrice.quote_at_once(&req);
             assert_eq!(format!("{now:?}"), format!("{waited:?}"));
             assert_eq!(waited.is_ok(), minor == 1500, "{waited:?}");
         }

@@ -1,4 +1,5 @@
-//! The storage port: repositories behind one transaction.
+//! The storage port: a transaction that reads through repositories and writes one change set
+//! ([`Changes`]) at a time.
 //!
 //! Contract every adapter keeps (the conformance suite, crate `evently-conformance`, checks it):
 //! - Everything done through one [`Transaction`] commits atomically or not at all; dropping a
@@ -20,37 +21,105 @@ use crate::model::{
     WaitlistEntry, WaitlistStatus,
 };
 use crate::ports::JobQueue;
-use crate::{BookingId, EventId, JobId, NotificationId, StoreError, UserId, WaitlistEntryId};
+use crate::{BookingId, EventId, NotificationId, StoreError, UserId, WaitlistEntryId};
 
 type R<T> = std::result::Result<T, StoreError>;
 
-/// The engine's decision about one booking request, made while [`Transaction::book_in_step`] holds
-/// the event.
-pub trait BookingStep {
-    /// Checks the request against `event`. To book, accounts the booking's seats in `event` (its seat
-    /// counters are the only fields it changes) and returns what to store. `None`: nothing to store,
-    /// and `event` must be left as it was.
-    fn decide(&mut self, event: &mut Event) -> Option<StepWrites>;
+/// Everything one step of the engine writes, handed to the store in one call
+/// ([`Transaction::apply`]). The engine decides in plain code; the store only stores.
+///
+/// A store applies the parts in the order the fields are listed (so a ticket may name a booking
+/// inserted by the same change set, and an update may follow an insert of the same record), or in
+/// any other order with the same outcome. Every check the store makes is the schema's: a change
+/// that breaks a constraint fails the whole call with the matching [`StoreError`] kind, named as in
+/// `migrations/` (`bookings_user_idempotency_key`, `tickets_number_key`, …).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Changes {
+    /// New users; a taken e-mail is `users_email_key`.
+    pub new_users: Vec<User>,
+    /// Users whose name, password hash, role and attributes change (by id).
+    pub updated_users: Vec<User>,
+    /// New events.
+    pub new_events: Vec<Event>,
+    /// Events whose every mutable field is written (by id), seat counters and version included. Seats
+    /// held plus confirmed above the capacity is `events_seats_within_capacity`.
+    pub updated_events: Vec<Event>,
+    /// New waitlist entries. The store assigns each its join sequence number (strictly increasing
+    /// across the store; `seq` as given is ignored). A second live (waiting or offered) entry for one
+    /// user and event is `waitlist_entries_one_live_per_user`.
+    pub new_waitlist_entries: Vec<WaitlistEntry>,
+    /// New bookings; a second booking with one user and idempotency key is
+    /// `bookings_user_idempotency_key`.
+    pub new_bookings: Vec<Booking>,
+    /// Bookings whose status, `held_until` and `updated_at` change (by id).
+    pub updated_bookings: Vec<Booking>,
+    /// Waitlist entries whose status, `notified_at`, `offer_expires_at` and `offer_booking_id`
+    /// change (by id).
+    pub updated_waitlist_entries: Vec<WaitlistEntry>,
+    /// New tickets; a taken number is `tickets_number_key`.
+    pub new_tickets: Vec<Ticket>,
+    /// New notification records.
+    pub new_notifications: Vec<Notification>,
+    /// Notifications delivered: `sent_at` is set to the time given, unless it is already set.
+    pub notifications_sent: Vec<(NotificationId, DateTime<Utc>)>,
+    /// Channels that delivered a notification, each recorded once (a second record of one channel
+    /// keeps the first). A notification that does not exist is a foreign-key violation.
+    pub deliveries: Vec<DeliveryRecord>,
+    /// Push subscriptions inserted, or replacing the keys and owner of the one with the same endpoint.
+    pub push_subscriptions: Vec<PushSubscription>,
+    /// Push subscriptions deleted, by endpoint (an endpoint that has none is no error).
+    pub removed_push_subscriptions: Vec<String>,
+    /// Jobs enqueued: they exist if and only if the transaction commits. A job whose dedupe key a
+    /// queued or running job already has is left out (no error).
+    pub new_jobs: Vec<NewJob>,
 }
 
-/// What a [`BookingStep`] stores.
-#[derive(Debug)]
-pub struct StepWrites {
-    /// The new booking, as [`BookingRepository::insert_booking`] takes it.
-    pub booking: Booking,
-    /// For a confirmed booking: what [`Transaction::insert_confirmation`] takes.
-    pub confirmation: Option<Confirmation>,
+/// A channel's delivery of a notification (see [`Changes::deliveries`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeliveryRecord {
+    /// The notification.
+    pub notification_id: NotificationId,
+    /// The notifier's name.
+    pub channel: String,
+    /// When it delivered.
+    pub at: DateTime<Utc>,
 }
 
-/// What confirming a booking creates besides the booking (see [`Transaction::insert_confirmation`]).
-#[derive(Debug)]
-pub struct Confirmation {
-    /// Its tickets.
-    pub tickets: Vec<Ticket>,
-    /// Its confirmation notification.
-    pub notification: Box<Notification>,
-    /// The job that delivers the notification.
-    pub job: NewJob,
+impl Changes {
+    /// No changes at all.
+    pub fn is_empty(&self) -> bool {
+        self.new_users.is_empty()
+            && self.updated_users.is_empty()
+            && self.new_events.is_empty()
+            && self.updated_events.is_empty()
+            && self.new_waitlist_entries.is_empty()
+            && self.new_bookings.is_empty()
+            && self.updated_bookings.is_empty()
+            && self.updated_waitlist_entries.is_empty()
+            && self.new_tickets.is_empty()
+            && self.new_notifications.is_empty()
+            && self.notifications_sent.is_empty()
+            && self.deliveries.is_empty()
+            && self.push_subscriptions.is_empty()
+            && self.removed_push_subscriptions.is_empty()
+            && self.new_jobs.is_empty()
+    }
+
+    /// The events whose records the change set writes: the events themselves, and the events of
+    /// the bookings and waitlist entries it writes (a cache of events and their availability drops
+    /// these). May name an event more than once.
+    pub fn touched_events(&self) -> impl Iterator<Item = EventId> + '_ {
+        let events = self.new_events.iter().chain(&self.updated_events);
+        let bookings = self.new_bookings.iter().chain(&self.updated_bookings);
+        let entries = self
+            .new_waitlist_entries
+            .iter()
+            .chain(&self.updated_waitlist_entries);
+        events
+            .map(|e| e.id)
+            .chain(bookings.map(|b| b.event_id))
+            .chain(entries.map(|e| e.event_id))
+    }
 }
 
 /// How an event row is read.
@@ -82,24 +151,11 @@ pub trait Store: Send + Sync + 'static {
 
     /// Checks the backend answers (used by readiness probes).
     async fn ping(&self) -> R<()>;
-
-    /// Whether concurrent booking requests for one event should share transactions (see
-    /// [`EngineConfig::max_batch`](crate::EngineConfig)). Sharing pays off where a transaction costs
-    /// round trips and a commit (every database); a store whose transaction is a few microseconds of
-    /// computation under a lock (the in-memory store) answers `false`, because queueing the requests
-    /// and waking their tasks would cost more than the transactions themselves. Defaults to `true`.
-    fn combines_bookings(&self) -> bool {
-        true
-    }
 }
 
 /// Users.
 #[async_trait]
 pub trait UserRepository: Send {
-    /// Inserts; a taken e-mail is [`StoreError::UniqueViolation`].
-    async fn insert_user(&mut self, user: &User) -> R<()>;
-    /// Updates name, password hash, role and attributes.
-    async fn update_user(&mut self, user: &User) -> R<()>;
     /// By id.
     async fn user(&mut self, id: UserId) -> R<Option<User>>;
     /// By e-mail (already lower-cased by the engine).
@@ -111,25 +167,8 @@ pub trait UserRepository: Send {
 /// Events.
 #[async_trait]
 pub trait EventRepository: Send {
-    /// Inserts.
-    async fn insert_event(&mut self, event: &Event) -> R<()>;
     /// By id, optionally locking it until the transaction ends.
     async fn event(&mut self, id: EventId, lock: LockMode) -> R<Option<Event>>;
-    /// [`EventRepository::event`] into an event the caller already has (overwritten; left as it was
-    /// when there is no such event), for a store that can reuse its buffers (the in-memory store
-    /// copies the texts into them instead of allocating). Returns whether the event exists. The
-    /// default calls `event`.
-    async fn event_into(&mut self, id: EventId, lock: LockMode, out: &mut Event) -> R<bool> {
-        Ok(match self.event(id, lock).await? {
-            Some(e) => {
-                *out = e;
-                true
-            }
-            None => false,
-        })
-    }
-    /// Writes every mutable field (including version and seat counters) of an existing event.
-    async fn update_event(&mut self, event: &Event) -> R<()>;
     /// Events passing `filter`, ordered by `starts_at`, then id, paged by `limit` and `offset`.
     async fn list_events(&mut self, filter: &EventFilter) -> R<Vec<Event>>;
     /// Ids of events having at least one held booking with `held_until <= now`.
@@ -143,10 +182,6 @@ pub trait EventRepository: Send {
 /// Bookings.
 #[async_trait]
 pub trait BookingRepository: Send {
-    /// Inserts; a second booking with the same user and idempotency key is [`StoreError::UniqueViolation`].
-    async fn insert_booking(&mut self, booking: &Booking) -> R<()>;
-    /// Writes status, `held_until` and `updated_at`.
-    async fn update_booking(&mut self, booking: &Booking) -> R<()>;
     /// By id.
     async fn booking(&mut self, id: BookingId) -> R<Option<Booking>>;
     /// By the user's idempotency key.
@@ -167,11 +202,6 @@ pub trait BookingRepository: Send {
 /// Waitlist entries.
 #[async_trait]
 pub trait WaitlistRepository: Send {
-    /// Inserts and returns the join sequence number the store assigned (strictly increasing).
-    /// A second live (waiting or offered) entry for the same user and event is [`StoreError::UniqueViolation`].
-    async fn insert_waitlist_entry(&mut self, entry: &WaitlistEntry) -> R<i64>;
-    /// Writes status, `notified_at`, `offer_expires_at` and `offer_booking_id`.
-    async fn update_waitlist_entry(&mut self, entry: &WaitlistEntry) -> R<()>;
     /// By id (`position` left `None`; the engine computes it).
     async fn waitlist_entry(&mut self, id: WaitlistEntryId) -> R<Option<WaitlistEntry>>;
     /// The user's waiting or offered entry for the event.
@@ -191,14 +221,6 @@ pub trait WaitlistRepository: Send {
 /// Tickets.
 #[async_trait]
 pub trait TicketRepository: Send {
-    /// Inserts; a taken ticket number is [`StoreError::UniqueViolation`].
-    async fn insert_tickets(&mut self, tickets: &[Ticket]) -> R<()>;
-    /// [`TicketRepository::insert_tickets`] with the tickets handed over, for a store that keeps the
-    /// records themselves (the in-memory store) and would otherwise copy them. The default borrows
-    /// them and calls `insert_tickets`.
-    async fn insert_tickets_owned(&mut self, tickets: Vec<Ticket>) -> R<()> {
-        self.insert_tickets(&tickets).await
-    }
     /// A booking's tickets, in number order.
     async fn tickets_for_booking(&mut self, booking: BookingId) -> R<Vec<Ticket>>;
     /// By ticket number.
@@ -208,51 +230,22 @@ pub trait TicketRepository: Send {
 /// Notification records.
 #[async_trait]
 pub trait NotificationRepository: Send {
-    /// Inserts.
-    async fn insert_notification(&mut self, n: &Notification) -> R<()>;
-    /// [`NotificationRepository::insert_notification`] with the record handed over (see
-    /// [`TicketRepository::insert_tickets_owned`]). The default borrows it and calls
-    /// `insert_notification`.
-    async fn insert_notification_owned(&mut self, n: Notification) -> R<()> {
-        self.insert_notification(&n).await
-    }
     /// By id.
     async fn notification(&mut self, id: NotificationId) -> R<Option<Notification>>;
-    /// Sets `sent_at` if it is still unset; returns false if it was already set.
-    async fn mark_notification_sent(&mut self, id: NotificationId, at: DateTime<Utc>) -> R<bool>;
     /// A user's notifications, newest first, at most `limit`.
     async fn notifications_for_user(&mut self, user: UserId, limit: u32) -> R<Vec<Notification>>;
     /// The channels (notifier names) that have delivered the notification, in name order.
     async fn notification_deliveries(&mut self, id: NotificationId) -> R<Vec<String>>;
-    /// Records that `channel` delivered the notification; false if that was already recorded. A
-    /// notification that does not exist is [`StoreError::ForeignKeyViolation`].
-    async fn record_notification_delivery(
-        &mut self,
-        id: NotificationId,
-        channel: &str,
-        at: DateTime<Utc>,
-    ) -> R<bool>;
 }
 
 /// Web Push subscriptions.
 #[async_trait]
 pub trait PushSubscriptionRepository: Send {
-    /// Inserts, or replaces the keys and owner of the subscription with the same endpoint.
-    async fn upsert_push_subscription(&mut self, sub: &PushSubscription) -> R<()>;
     /// A user's subscriptions.
     async fn push_subscriptions_for_user(&mut self, user: UserId) -> R<Vec<PushSubscription>>;
-    /// Deletes by endpoint; returns whether one existed.
-    async fn delete_push_subscription(&mut self, endpoint: &str) -> R<bool>;
 }
 
-/// Enqueueing inside the transaction: the job exists if and only if the transaction commits.
-#[async_trait]
-pub trait JobSink: Send {
-    /// Enqueues; returns `None` when a queued or running job already has the same dedupe key.
-    async fn enqueue_job(&mut self, job: &NewJob) -> R<Option<JobId>>;
-}
-
-/// One unit of work over every repository.
+/// One unit of work: the reads of every repository, and one write call, [`Transaction::apply`].
 #[async_trait]
 pub trait Transaction:
     UserRepository
@@ -262,56 +255,15 @@ pub trait Transaction:
     + TicketRepository
     + NotificationRepository
     + PushSubscriptionRepository
-    + JobSink
     + Send
 {
-    /// Records what confirming a booking creates besides the booking: its tickets, its confirmation
-    /// notification and the job that delivers it (the engine calls this once per confirmed booking).
-    /// The default calls [`TicketRepository::insert_tickets_owned`],
-    /// [`NotificationRepository::insert_notification_owned`] and [`JobSink::enqueue_job`] in turn; a
-    /// store may do it in one step (the in-memory store does, and keeps the boxed notification as
-    /// it is). Errors as those methods'.
-    async fn insert_confirmation(
-        &mut self,
-        tickets: Vec<Ticket>,
-        notification: Box<Notification>,
-        job: NewJob,
-    ) -> R<()> {
-        self.insert_tickets_owned(tickets).await?;
-        self.insert_notification_owned(*notification).await?;
-        self.enqueue_job(&job).await?;
-        Ok(())
-    }
-
-    /// Books on one event in one step, the engine's path for a single booking request: reads the
-    /// event for update, hands it to `step` (which checks the request against it and, to book,
-    /// accounts the seats in it), and stores what `step` returns: the booking, its confirmation
-    /// records when it is confirmed, and the event's new seat counters. When `step` returns `None`
-    /// nothing is written (the step keeps its own answer). Returns whether the event exists.
+    /// Writes a change set, all of it or (on an error) none that will ever commit: after an error
+    /// the transaction is only good for dropping or [`Transaction::rollback`]. Reads later in the
+    /// transaction see the changes. May be called more than once before [`Transaction::commit`].
     ///
-    /// The default does this with [`EventRepository::event`], [`BookingRepository::insert_booking`],
-    /// [`Transaction::insert_confirmation`] and [`EventRepository::update_event`]. A store that keeps
-    /// its state in memory can do it in place: no copy of the event, one call instead of four (the
-    /// in-memory store does; its transaction holds the store's one lock, so this is the part of a
-    /// booking no other core can run at the same time). Errors as those methods'.
-    async fn book_in_step(
-        &mut self,
-        event_id: EventId,
-        step: &mut (dyn BookingStep + Send),
-    ) -> R<bool> {
-        let Some(mut event) = self.event(event_id, LockMode::ForUpdate).await? else {
-            return Ok(false);
-        };
-        if let Some(w) = step.decide(&mut event) {
-            self.insert_booking(&w.booking).await?;
-            if let Some(c) = w.confirmation {
-                self.insert_confirmation(c.tickets, c.notification, c.job)
-                    .await?;
-            }
-            self.update_event(&event).await?;
-        }
-        Ok(true)
-    }
+    /// How a store writes is its own business (one statement, a batch, prepared statements, a map
+    /// insert); the outcome is as if the [`Changes`] were applied field by field, in order.
+    async fn apply(&mut self, changes: Changes) -> R<()>;
 
     /// Makes every change durable and visible.
     async fn commit(self: Box<Self>) -> R<()>;

@@ -1,12 +1,11 @@
-//! Write-behind: the writes of a transaction whose answers the caller does not need (inserts of
-//! bookings, tickets, notifications and jobs without a dedupe key; updates of events, bookings and
-//! waitlist entries) wait in a [`WriteBatch`] and go to the server together, as ONE statement, right
-//! before the transaction's next read, its next write that must answer at once, or its `COMMIT`.
+//! The bulk of a change set as ONE statement: the inserts of bookings, tickets, notifications and
+//! jobs without a dedupe key, and the updates of events, bookings and waitlist entries that a
+//! [`Changes`](evently_core::Changes) carries, gathered in a [`WriteBatch`].
 //!
 //! The statement is a chain of data-modifying CTEs, one per table and kind of write, each fed by
 //! `UNNEST` over array parameters, so its shape depends only on which kinds are present and its plan
-//! is prepared once per connection. A booking engine that books a batch of requests under one event
-//! lock thus sends one round trip for all their writes instead of four or five per booking.
+//! is prepared once per connection. The engine, booking a batch of requests under one event lock,
+//! thus sends one round trip for all their writes instead of four or five per booking.
 //!
 //! Every row is written at most once per statement (a data-modifying CTE cannot see its siblings'
 //! rows, and two changes to one row in one statement are undefined): repeated updates of a row keep
@@ -17,7 +16,7 @@
 use std::collections::HashMap;
 
 use evently_core::{
-    Booking, BookingId, Event, EventId, JobId, NewJob, Notification, StoreError, Ticket, UserId,
+    Booking, BookingId, Event, EventId, JobId, NewJob, Notification, StoreError, Ticket,
     WaitlistEntry, WaitlistEntryId,
 };
 use sqlx::postgres::PgArguments;
@@ -26,9 +25,6 @@ use sqlx::{Arguments, Encode, Postgres, Type};
 use super::codec::{bigint_u64, source_columns};
 
 type R<T> = Result<T, StoreError>;
-
-/// Rows after which a batch is sent even before the next read, to bound memory and statement size.
-pub(crate) const MAX_PENDING_ROWS: usize = 2_000;
 
 /// Writes waiting to be sent.
 #[derive(Default)]
@@ -81,28 +77,6 @@ impl WriteBatch {
         } else {
             self.booking_updates.insert(b.id, b.clone());
         }
-    }
-
-    /// The booking as this transaction last wrote it, if it inserted it.
-    pub(crate) fn inserted_booking(&self, id: BookingId) -> Option<&Booking> {
-        self.booking_index.get(&id).map(|&i| &self.bookings[i])
-    }
-
-    /// The booking this transaction inserted with this idempotency key.
-    pub(crate) fn inserted_booking_by_key(&self, user: UserId, key: &str) -> Option<&Booking> {
-        self.bookings
-            .iter()
-            .find(|b| b.user_id == user && b.idempotency_key.as_deref() == Some(key))
-    }
-
-    /// Applies a pending update to a booking read from the server.
-    pub(crate) fn overlay(&self, mut b: Booking) -> Booking {
-        if let Some(u) = self.booking_updates.get(&b.id) {
-            b.status = u.status;
-            b.held_until = u.held_until;
-            b.updated_at = u.updated_at;
-        }
-        b
     }
 
     pub(crate) fn insert_tickets(&mut self, tickets: &[Ticket]) {

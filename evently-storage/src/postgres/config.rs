@@ -31,11 +31,6 @@ pub struct PostgresConfig {
     pub statement_timeout: Duration,
     /// Apply the embedded migrations (`migrations/postgres`) when opening (default true).
     pub run_migrations: bool,
-    /// Write-behind (default true): inserts and updates whose answer the caller does not need are
-    /// sent together, as one statement, before the transaction's next read or its commit, and a
-    /// constraint they violate is reported there. Off, every write is sent when it is made and
-    /// reports its own errors, at a round trip each.
-    pub defer_writes: bool,
 }
 
 /// The environment variables [`PostgresConfig::from_env`] reads.
@@ -52,8 +47,6 @@ pub mod env {
     pub const STATEMENT_TIMEOUT_MS: &str = "EVENTLY_DATABASE_STATEMENT_TIMEOUT_MS";
     /// [`PostgresConfig::run_migrations`](super::PostgresConfig::run_migrations): `true`/`false`/`1`/`0`.
     pub const RUN_MIGRATIONS: &str = "EVENTLY_DATABASE_RUN_MIGRATIONS";
-    /// [`PostgresConfig::defer_writes`](super::PostgresConfig::defer_writes): `true`/`false`/`1`/`0`.
-    pub const DEFER_WRITES: &str = "EVENTLY_DATABASE_DEFER_WRITES";
 }
 
 /// Why a [`PostgresConfig`] could not be read from the environment or is not usable.
@@ -91,7 +84,7 @@ impl std::error::Error for PostgresConfigError {}
 
 impl PostgresConfig {
     /// A configuration for `url` with the defaults: 16 connections at most, none kept idle, 5 s to
-    /// acquire one, 5 s statement timeout, migrations applied at open, writes deferred.
+    /// acquire one, 5 s statement timeout, migrations applied at open.
     pub fn new(url: impl Into<String>) -> Self {
         Self {
             url: url.into(),
@@ -100,7 +93,6 @@ impl PostgresConfig {
             acquire_timeout: Duration::from_secs(5),
             statement_timeout: Duration::from_secs(5),
             run_migrations: true,
-            defer_writes: true,
         }
     }
 
@@ -137,9 +129,6 @@ impl PostgresConfig {
         }
         if let Some(v) = lookup(env::RUN_MIGRATIONS) {
             cfg.run_migrations = parse_bool(env::RUN_MIGRATIONS, v)?;
-        }
-        if let Some(v) = lookup(env::DEFER_WRITES) {
-            cfg.defer_writes = parse_bool(env::DEFER_WRITES, v)?;
         }
         cfg.validate()?;
         Ok(cfg)
@@ -255,7 +244,6 @@ mod tests {
             (env::ACQUIRE_TIMEOUT_MS, "250"),
             (env::STATEMENT_TIMEOUT_MS, "1500"),
             (env::RUN_MIGRATIONS, "false"),
-            (env::DEFER_WRITES, "0"),
         ]))
         .unwrap();
         assert_eq!(cfg.max_connections, 64);
@@ -263,7 +251,6 @@ mod tests {
         assert_eq!(cfg.acquire_timeout, Duration::from_millis(250));
         assert_eq!(cfg.statement_timeout, Duration::from_millis(1500));
         assert!(!cfg.run_migrations);
-        assert!(!cfg.defer_writes);
     }
 
     #[test]

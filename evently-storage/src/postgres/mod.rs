@@ -32,12 +32,9 @@
 //!   [`PostgresConfig::run_migrations`] is off) or by [`PostgresStore::migrate`]; sqlx takes an
 //!   advisory lock, so processes starting together apply them once. Native types throughout: uuid,
 //!   timestamptz, bigint, jsonb, text with CHECKs.
-//! - **Write-behind.** With [`PostgresConfig::defer_writes`] (the default), writes whose answer the
-//!   caller does not need (booking, ticket, notification and job inserts; event, booking and
-//!   waitlist updates) wait and are sent together as one statement before the transaction's next
-//!   read or its commit: a batch of bookings under one event lock costs one round trip for all its
-//!   writes. A constraint violation of such a write is reported, with its kind and constraint name,
-//!   by the call that sent it (the next read, or `commit`), and the transaction is rolled back.
+//! - **Change sets.** `Transaction::apply` sends what a booking writes (booking, ticket,
+//!   notification and job inserts; event, booking and waitlist updates) as one statement, so a
+//!   batch of bookings under one event lock costs one round trip for all its writes.
 //! - **Job queue.** Claims are one `UPDATE … FROM (SELECT … FOR UPDATE SKIP LOCKED)` statement.
 
 mod batch;
@@ -88,8 +85,6 @@ pub struct PostgresStore {
     pool: PgPool,
     /// Client-side bound on one round trip.
     deadline: Duration,
-    /// [`PostgresConfig::defer_writes`].
-    defer_writes: bool,
     /// Concurrent job completions, sent as one statement.
     completions: Arc<crate::group_commit::Batcher<uuid::Uuid>>,
     /// Concurrent enqueues, sent as one statement.
@@ -153,7 +148,6 @@ impl PostgresStore {
         let store = PostgresStore {
             pool,
             deadline: config.statement_timeout + CLIENT_MARGIN,
-            defer_writes: config.defer_writes,
             completions: Arc::new(crate::group_commit::Batcher::new()),
             enqueues: Arc::new(crate::group_commit::Batcher::new()),
             discards,
@@ -221,7 +215,7 @@ impl PostgresStore {
                 .acquire()
                 .await
                 .map_err(|e| classify(e, Phase::Acquire))?;
-            match PgTx::begin(conn, access, self.deadline, self.defer_writes).await {
+            match PgTx::begin(conn, access, self.deadline).await {
                 Ok(tx) => return Ok(Box::new(tx)),
                 Err(e @ StoreError::Transient { .. }) if attempts_left > 1 => {
                     attempts_left -= 1;

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use evently_core::ports::{
-    BookingRepository, EventRepository, JobSink, NotificationRepository,
+    BookingRepository, Changes, EventRepository, NotificationRepository,
     PushSubscriptionRepository, TicketRepository, UserRepository, WaitlistRepository,
 };
 use evently_core::{
@@ -21,7 +21,7 @@ use sqlx::types::Json;
 use sqlx::{Postgres, QueryBuilder, Row, TransactionManager};
 use uuid::Uuid;
 
-use super::batch::{MAX_PENDING_ROWS, WriteBatch};
+use super::batch::WriteBatch;
 use super::codec::{self, bigint_u64, json_map, json_payload};
 use super::error::{Phase, classify, corrupt, is_connection_loss, timed_out};
 
@@ -99,10 +99,6 @@ pub(crate) struct PgTx {
     /// Client-side bound on one round trip (the server's `statement_timeout` plus a margin).
     deadline: Duration,
     aborted: Option<Aborted>,
-    /// Writes not sent yet (see `batch.rs`).
-    batch: WriteBatch,
-    /// Whether writes wait for the next read or commit (`PostgresConfig::defer_writes`).
-    defer: bool,
 }
 
 impl Drop for PgTx {
@@ -135,7 +131,6 @@ impl PgTx {
         mut conn: PoolConnection<Postgres>,
         access: Access,
         deadline: Duration,
-        defer: bool,
     ) -> R<PgTx> {
         // Until the server has acknowledged the `BEGIN`, a drop of this future (the caller went away)
         // must not return the connection to the pool: the `BEGIN` may already be on the wire, and
@@ -174,8 +169,6 @@ impl PgTx {
             started: Instant::now(),
             deadline,
             aborted: None,
-            batch: WriteBatch::default(),
-            defer,
         })
     }
 
@@ -208,15 +201,14 @@ impl PgTx {
         e
     }
 
-    /// Sends the waiting writes, as one statement. A failure aborts the transaction; it is reported
-    /// by whichever call made the flush (a read, an immediate write, or commit).
-    async fn flush(&mut self) -> R<()> {
+    /// Sends a change set's batched writes as one statement. A failure aborts the transaction.
+    async fn send(&mut self, batch: WriteBatch) -> R<()> {
         self.check_open()?;
-        if self.batch.is_empty() {
+        if batch.is_empty() {
             return Ok(());
         }
-        let rows = self.batch.len();
-        let (sql, args, expected) = std::mem::take(&mut self.batch).statement()?;
+        let rows = batch.len();
+        let (sql, args, expected) = batch.statement()?;
         let q = sqlx::query_with(&sql, args);
         let row = match tokio::time::timeout(self.deadline, q.fetch_one(&mut *self.conn)).await {
             Ok(Ok(row)) => row,
@@ -243,18 +235,8 @@ impl PgTx {
         Ok(())
     }
 
-    /// Queues a write; sends the batch at once when writes are not deferred or it has grown large.
-    async fn deferred(&mut self, write: impl FnOnce(&mut WriteBatch)) -> R<()> {
-        self.check_open()?;
-        write(&mut self.batch);
-        if !self.defer || self.batch.len() >= MAX_PENDING_ROWS {
-            self.flush().await?;
-        }
-        Ok(())
-    }
-
     async fn exec(&mut self, q: Q<'_>) -> R<u64> {
-        self.flush().await?;
+        self.check_open()?;
         match tokio::time::timeout(self.deadline, q.execute(&mut *self.conn)).await {
             Ok(Ok(done)) => Ok(done.rows_affected()),
             Ok(Err(e)) => Err(self.fail(e)),
@@ -263,12 +245,6 @@ impl PgTx {
     }
 
     async fn one<T>(&mut self, q: Q<'_>, decode: fn(&PgRow) -> R<T>) -> R<Option<T>> {
-        self.flush().await?;
-        self.one_unflushed(q, decode).await
-    }
-
-    /// A read that does not need the waiting writes sent first (the caller overlays them).
-    async fn one_unflushed<T>(&mut self, q: Q<'_>, decode: fn(&PgRow) -> R<T>) -> R<Option<T>> {
         self.check_open()?;
         match tokio::time::timeout(self.deadline, q.fetch_optional(&mut *self.conn)).await {
             Ok(Ok(row)) => row.as_ref().map(decode).transpose(),
@@ -278,7 +254,7 @@ impl PgTx {
     }
 
     async fn all<T>(&mut self, q: Q<'_>, decode: fn(&PgRow) -> R<T>) -> R<Vec<T>> {
-        self.flush().await?;
+        self.check_open()?;
         match tokio::time::timeout(self.deadline, q.fetch_all(&mut *self.conn)).await {
             Ok(Ok(rows)) => rows.iter().map(decode).collect(),
             Ok(Err(e)) => Err(self.fail(e)),
@@ -291,12 +267,6 @@ impl PgTx {
         if let Some(a) = self.aborted.take() {
             // PostgreSQL already refuses the transaction; Drop queues the ROLLBACK.
             return if commit { Err(a.again()) } else { Ok(()) };
-        }
-        if commit {
-            // The waiting writes go first; if they fail, nothing commits (Drop queues the ROLLBACK).
-            self.flush().await?;
-        } else {
-            self.batch = WriteBatch::default();
         }
         let (what, phase) = if commit {
             ("COMMIT", Phase::Commit)
@@ -339,6 +309,73 @@ impl PgTx {
 
 #[async_trait]
 impl Transaction for PgTx {
+    /// The rare writes (users, new events, waitlist entries, delivery records, push subscriptions,
+    /// jobs with a dedupe key) one statement each; everything a booking writes (bookings, tickets,
+    /// notifications, plain jobs, updated events, bookings and waitlist entries) in ONE statement
+    /// (see `batch.rs`), so a batch of bookings under one event lock costs one round trip.
+    async fn apply(&mut self, c: Changes) -> R<()> {
+        for u in &c.new_users {
+            self.insert_user(u).await?;
+        }
+        for u in &c.updated_users {
+            self.update_user(u).await?;
+        }
+        for e in &c.new_events {
+            self.insert_event(e).await?;
+        }
+        for e in &c.new_waitlist_entries {
+            self.insert_waitlist_entry(e).await?;
+        }
+        let mut batch = WriteBatch::default();
+        for e in &c.updated_events {
+            codec::check_seats_within_capacity(e)?;
+            bigint_u64("version", e.version)?;
+            batch.update_event(e);
+        }
+        for b in &c.new_bookings {
+            batch.insert_booking(b);
+        }
+        for b in &c.updated_bookings {
+            batch.update_booking(b);
+        }
+        for e in &c.updated_waitlist_entries {
+            batch.update_waitlist_entry(e);
+        }
+        batch.insert_tickets(&c.new_tickets);
+        for n in &c.new_notifications {
+            batch.insert_notification(n);
+        }
+        let mut deduped = Vec::new();
+        for job in &c.new_jobs {
+            if job.dedupe_key.is_some() {
+                deduped.push(job);
+                continue;
+            }
+            let payload = serde_json::to_string(&job.payload).map_err(|e| StoreError::Backend {
+                message: format!("cannot encode job payload as JSON: {e}"),
+            })?;
+            batch.insert_job(JobId::new(), job, payload);
+        }
+        self.send(batch).await?;
+        for (id, at) in &c.notifications_sent {
+            self.mark_notification_sent(*id, *at).await?;
+        }
+        for d in &c.deliveries {
+            self.record_notification_delivery(d.notification_id, &d.channel, d.at)
+                .await?;
+        }
+        for sub in &c.push_subscriptions {
+            self.upsert_push_subscription(sub).await?;
+        }
+        for endpoint in &c.removed_push_subscriptions {
+            self.delete_push_subscription(endpoint).await?;
+        }
+        for job in deduped {
+            self.enqueue_job(job).await?;
+        }
+        Ok(())
+    }
+
     async fn commit(self: Box<Self>) -> R<()> {
         (*self).end(true).await
     }
@@ -356,37 +393,6 @@ fn missing(what: &str) -> StoreError {
 
 #[async_trait]
 impl UserRepository for PgTx {
-    async fn insert_user(&mut self, user: &User) -> R<()> {
-        let q = sqlx::query(
-            "INSERT INTO users (id, email, name, password_hash, role, attributes, created_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7)",
-        )
-        .bind(user.id.0)
-        .bind(user.email.as_str())
-        .bind(user.name.as_str())
-        .bind(user.password_hash.as_str())
-        .bind(user.role.as_str())
-        .bind(json_map(&user.attributes))
-        .bind(user.created_at);
-        self.exec(q).await.map(drop)
-    }
-
-    async fn update_user(&mut self, user: &User) -> R<()> {
-        let q = sqlx::query(
-            "UPDATE users SET name = $1, password_hash = $2, role = $3, attributes = $4 \
-             WHERE id = $5",
-        )
-        .bind(user.name.as_str())
-        .bind(user.password_hash.as_str())
-        .bind(user.role.as_str())
-        .bind(json_map(&user.attributes))
-        .bind(user.id.0);
-        match self.exec(q).await? {
-            0 => Err(missing("user")),
-            _ => Ok(()),
-        }
-    }
-
     async fn user(&mut self, id: UserId) -> R<Option<User>> {
         let sql = format!("SELECT {} FROM users WHERE id = $1", codec::USER_COLUMNS);
         self.one(sqlx::query(&sql).bind(id.0), codec::user).await
@@ -419,32 +425,6 @@ impl UserRepository for PgTx {
 
 #[async_trait]
 impl EventRepository for PgTx {
-    async fn insert_event(&mut self, e: &Event) -> R<()> {
-        let q = sqlx::query(
-            "INSERT INTO events (id, name, description, venue, category, starts_at, ends_at, \
-             capacity, price_minor, currency, active, version, seats_held, seats_confirmed, \
-             created_at, updated_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)",
-        )
-        .bind(e.id.0)
-        .bind(e.name.as_str())
-        .bind(e.description.as_str())
-        .bind(e.venue.as_str())
-        .bind(e.category.as_str())
-        .bind(e.starts_at)
-        .bind(e.ends_at)
-        .bind(i64::from(e.capacity))
-        .bind(e.price.minor)
-        .bind(e.price.currency.as_str().to_string())
-        .bind(e.active)
-        .bind(bigint_u64("version", e.version)?)
-        .bind(i64::from(e.seats_held))
-        .bind(i64::from(e.seats_confirmed))
-        .bind(e.created_at)
-        .bind(e.updated_at);
-        self.exec(q).await.map(drop)
-    }
-
     async fn event(&mut self, id: EventId, lock: LockMode) -> R<Option<Event>> {
         tracing::trace!(backend = "postgres", event_id = %id, ?lock, access = self.access.as_str(), "read event");
         let sql = match lock {
@@ -458,12 +438,6 @@ impl EventRepository for PgTx {
             ),
         };
         self.one(sqlx::query(&sql).bind(id.0), codec::event).await
-    }
-
-    async fn update_event(&mut self, e: &Event) -> R<()> {
-        codec::check_seats_within_capacity(e)?;
-        bigint_u64("version", e.version)?;
-        self.deferred(|b| b.update_event(e)).await
     }
 
     async fn list_events(&mut self, filter: &EventFilter) -> R<Vec<Event>> {
@@ -510,44 +484,21 @@ impl EventRepository for PgTx {
 
 #[async_trait]
 impl BookingRepository for PgTx {
-    async fn insert_booking(&mut self, b: &Booking) -> R<()> {
-        self.deferred(|batch| batch.insert_booking(b)).await
-    }
-
-    async fn update_booking(&mut self, b: &Booking) -> R<()> {
-        self.deferred(|batch| batch.update_booking(b)).await
-    }
-
     async fn booking(&mut self, id: BookingId) -> R<Option<Booking>> {
-        // Served without sending the waiting writes: they are applied to the answer instead.
-        if let Some(b) = self.batch.inserted_booking(id) {
-            self.check_open()?;
-            return Ok(Some(b.clone()));
-        }
         let sql = format!(
             "SELECT {} FROM bookings WHERE id = $1",
             codec::BOOKING_COLUMNS
         );
-        let found = self
-            .one_unflushed(sqlx::query(&sql).bind(id.0), codec::booking)
-            .await?;
-        Ok(found.map(|b| self.batch.overlay(b)))
+        self.one(sqlx::query(&sql).bind(id.0), codec::booking).await
     }
 
     async fn booking_by_idempotency_key(&mut self, user: UserId, key: &str) -> R<Option<Booking>> {
-        // Served without sending the waiting writes: they are applied to the answer instead.
-        if let Some(b) = self.batch.inserted_booking_by_key(user, key) {
-            self.check_open()?;
-            return Ok(Some(b.clone()));
-        }
         let sql = format!(
             "SELECT {} FROM bookings WHERE user_id = $1 AND idempotency_key = $2",
             codec::BOOKING_COLUMNS
         );
-        let found = self
-            .one_unflushed(sqlx::query(&sql).bind(user.0).bind(key), codec::booking)
-            .await?;
-        Ok(found.map(|b| self.batch.overlay(b)))
+        self.one(sqlx::query(&sql).bind(user.0).bind(key), codec::booking)
+            .await
     }
 
     async fn bookings_for_user(&mut self, user: UserId) -> R<Vec<Booking>> {
@@ -589,36 +540,6 @@ impl BookingRepository for PgTx {
 
 #[async_trait]
 impl WaitlistRepository for PgTx {
-    async fn insert_waitlist_entry(&mut self, e: &WaitlistEntry) -> R<i64> {
-        let q = sqlx::query(
-            "INSERT INTO waitlist_entries (id, event_id, user_id, quantity, status, joined_at, \
-             notified_at, offer_expires_at, offer_booking_id) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING seq",
-        )
-        .bind(e.id.0)
-        .bind(e.event_id.0)
-        .bind(e.user_id.0)
-        .bind(i64::from(e.quantity))
-        .bind(e.status.as_str())
-        .bind(e.joined_at)
-        .bind(e.notified_at)
-        .bind(e.offer_expires_at)
-        .bind(e.offer_booking_id.map(|b| b.0));
-        let seq = self
-            .one(q, |row| {
-                row.try_get::<i64, _>("seq")
-                    .map_err(|e| classify(e, Phase::Statement))
-            })
-            .await?;
-        seq.ok_or_else(|| StoreError::Backend {
-            message: "INSERT … RETURNING seq returned no row".into(),
-        })
-    }
-
-    async fn update_waitlist_entry(&mut self, e: &WaitlistEntry) -> R<()> {
-        self.deferred(|b| b.update_waitlist_entry(e)).await
-    }
-
     async fn waitlist_entry(&mut self, id: WaitlistEntryId) -> R<Option<WaitlistEntry>> {
         let sql = format!(
             "SELECT {} FROM waitlist_entries WHERE id = $1",
@@ -668,14 +589,6 @@ impl WaitlistRepository for PgTx {
 
 #[async_trait]
 impl TicketRepository for PgTx {
-    async fn insert_tickets(&mut self, tickets: &[Ticket]) -> R<()> {
-        if tickets.is_empty() {
-            return Ok(());
-        }
-        // All of them go in one statement: all or none.
-        self.deferred(|b| b.insert_tickets(tickets)).await
-    }
-
     async fn tickets_for_booking(&mut self, booking: BookingId) -> R<Vec<Ticket>> {
         let sql = format!(
             "SELECT {} FROM tickets WHERE booking_id = $1 ORDER BY number",
@@ -697,13 +610,6 @@ impl TicketRepository for PgTx {
 
 #[async_trait]
 impl NotificationRepository for PgTx {
-    async fn insert_notification(&mut self, n: &Notification) -> R<()> {
-        serde_json::to_string(&n.data).map_err(|e| StoreError::Backend {
-            message: format!("cannot encode notification data as JSON: {e}"),
-        })?;
-        self.deferred(|b| b.insert_notification(n)).await
-    }
-
     async fn notification(&mut self, id: NotificationId) -> R<Option<Notification>> {
         let sql = format!(
             "SELECT {} FROM notifications WHERE id = $1",
@@ -711,14 +617,6 @@ impl NotificationRepository for PgTx {
         );
         self.one(sqlx::query(&sql).bind(id.0), codec::notification)
             .await
-    }
-
-    async fn mark_notification_sent(&mut self, id: NotificationId, at: DateTime<Utc>) -> R<bool> {
-        let q =
-            sqlx::query("UPDATE notifications SET sent_at = $1 WHERE id = $2 AND sent_at IS NULL")
-                .bind(at)
-                .bind(id.0);
-        Ok(self.exec(q).await? > 0)
     }
 
     async fn notifications_for_user(&mut self, user: UserId, limit: u32) -> R<Vec<Notification>> {
@@ -741,42 +639,10 @@ impl NotificationRepository for PgTx {
         .bind(id.0);
         self.all(q, codec::delivery_channel).await
     }
-
-    async fn record_notification_delivery(
-        &mut self,
-        id: NotificationId,
-        channel: &str,
-        at: DateTime<Utc>,
-    ) -> R<bool> {
-        let q = sqlx::query(
-            "INSERT INTO notification_deliveries (notification_id, channel, delivered_at) \
-             VALUES ($1, $2, $3) ON CONFLICT (notification_id, channel) DO NOTHING",
-        )
-        .bind(id.0)
-        .bind(channel)
-        .bind(at);
-        Ok(self.exec(q).await? > 0)
-    }
 }
 
 #[async_trait]
 impl PushSubscriptionRepository for PgTx {
-    async fn upsert_push_subscription(&mut self, sub: &PushSubscription) -> R<()> {
-        let q = sqlx::query(
-            "INSERT INTO push_subscriptions (id, user_id, endpoint, p256dh, auth, created_at) \
-             VALUES ($1, $2, $3, $4, $5, $6) \
-             ON CONFLICT (endpoint) DO UPDATE SET id = excluded.id, user_id = excluded.user_id, \
-             p256dh = excluded.p256dh, auth = excluded.auth, created_at = excluded.created_at",
-        )
-        .bind(sub.id.0)
-        .bind(sub.user_id.0)
-        .bind(sub.endpoint.as_str())
-        .bind(sub.p256dh.as_str())
-        .bind(sub.auth.as_str())
-        .bind(sub.created_at);
-        self.exec(q).await.map(drop)
-    }
-
     async fn push_subscriptions_for_user(&mut self, user: UserId) -> R<Vec<PushSubscription>> {
         let sql = format!(
             "SELECT {} FROM push_subscriptions WHERE user_id = $1 ORDER BY created_at, endpoint",
@@ -784,29 +650,6 @@ impl PushSubscriptionRepository for PgTx {
         );
         self.all(sqlx::query(&sql).bind(user.0), codec::push_subscription)
             .await
-    }
-
-    async fn delete_push_subscription(&mut self, endpoint: &str) -> R<bool> {
-        let q = sqlx::query("DELETE FROM push_subscriptions WHERE endpoint = $1").bind(endpoint);
-        Ok(self.exec(q).await? > 0)
-    }
-}
-
-#[async_trait]
-impl JobSink for PgTx {
-    async fn enqueue_job(&mut self, job: &NewJob) -> R<Option<JobId>> {
-        let id = JobId::new();
-        if job.dedupe_key.is_none() {
-            // Nothing to deduplicate against: the answer is known without asking.
-            let payload = serde_json::to_string(&job.payload).map_err(|e| StoreError::Backend {
-                message: format!("cannot encode job payload as JSON: {e}"),
-            })?;
-            self.deferred(|b| b.insert_job(id, job, payload)).await?;
-            return Ok(Some(id));
-        }
-        let payload = json_payload(&job.payload)?;
-        let inserted = self.exec(insert_job(job, id, &payload)).await?;
-        Ok((inserted > 0).then_some(id))
     }
 }
 
@@ -833,4 +676,148 @@ fn insert_job<'q>(job: &'q NewJob, id: JobId, payload: &'q serde_json::Value) ->
     .bind(job.run_at)
     .bind(i64::from(job.max_attempts))
     .bind(job.dedupe_key.as_deref())
+}
+
+/// The writes a change set is made of, one table at a time ([`Transaction::apply`] calls them in
+/// the change set's order).
+impl PgTx {
+    pub(crate) async fn insert_user(&mut self, user: &User) -> R<()> {
+        let q = sqlx::query(
+            "INSERT INTO users (id, email, name, password_hash, role, attributes, created_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        )
+        .bind(user.id.0)
+        .bind(user.email.as_str())
+        .bind(user.name.as_str())
+        .bind(user.password_hash.as_str())
+        .bind(user.role.as_str())
+        .bind(json_map(&user.attributes))
+        .bind(user.created_at);
+        self.exec(q).await.map(drop)
+    }
+
+    pub(crate) async fn update_user(&mut self, user: &User) -> R<()> {
+        let q = sqlx::query(
+            "UPDATE users SET name = $1, password_hash = $2, role = $3, attributes = $4 \
+             WHERE id = $5",
+        )
+        .bind(user.name.as_str())
+        .bind(user.password_hash.as_str())
+        .bind(user.role.as_str())
+        .bind(json_map(&user.attributes))
+        .bind(user.id.0);
+        match self.exec(q).await? {
+            0 => Err(missing("user")),
+            _ => Ok(()),
+        }
+    }
+
+    pub(crate) async fn insert_event(&mut self, e: &Event) -> R<()> {
+        let q = sqlx::query(
+            "INSERT INTO events (id, name, description, venue, category, starts_at, ends_at, \
+             capacity, price_minor, currency, active, version, seats_held, seats_confirmed, \
+             created_at, updated_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)",
+        )
+        .bind(e.id.0)
+        .bind(e.name.as_str())
+        .bind(e.description.as_str())
+        .bind(e.venue.as_str())
+        .bind(e.category.as_str())
+        .bind(e.starts_at)
+        .bind(e.ends_at)
+        .bind(i64::from(e.capacity))
+        .bind(e.price.minor)
+        .bind(e.price.currency.as_str().to_string())
+        .bind(e.active)
+        .bind(bigint_u64("version", e.version)?)
+        .bind(i64::from(e.seats_held))
+        .bind(i64::from(e.seats_confirmed))
+        .bind(e.created_at)
+        .bind(e.updated_at);
+        self.exec(q).await.map(drop)
+    }
+
+    pub(crate) async fn insert_waitlist_entry(&mut self, e: &WaitlistEntry) -> R<i64> {
+        let q = sqlx::query(
+            "INSERT INTO waitlist_entries (id, event_id, user_id, quantity, status, joined_at, \
+             notified_at, offer_expires_at, offer_booking_id) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING seq",
+        )
+        .bind(e.id.0)
+        .bind(e.event_id.0)
+        .bind(e.user_id.0)
+        .bind(i64::from(e.quantity))
+        .bind(e.status.as_str())
+        .bind(e.joined_at)
+        .bind(e.notified_at)
+        .bind(e.offer_expires_at)
+        .bind(e.offer_booking_id.map(|b| b.0));
+        let seq = self
+            .one(q, |row| {
+                row.try_get::<i64, _>("seq")
+                    .map_err(|e| classify(e, Phase::Statement))
+            })
+            .await?;
+        seq.ok_or_else(|| StoreError::Backend {
+            message: "INSERT … RETURNING seq returned no row".into(),
+        })
+    }
+
+    pub(crate) async fn mark_notification_sent(
+        &mut self,
+        id: NotificationId,
+        at: DateTime<Utc>,
+    ) -> R<bool> {
+        let q =
+            sqlx::query("UPDATE notifications SET sent_at = $1 WHERE id = $2 AND sent_at IS NULL")
+                .bind(at)
+                .bind(id.0);
+        Ok(self.exec(q).await? > 0)
+    }
+
+    pub(crate) async fn record_notification_delivery(
+        &mut self,
+        id: NotificationId,
+        channel: &str,
+        at: DateTime<Utc>,
+    ) -> R<bool> {
+        let q = sqlx::query(
+            "INSERT INTO notification_deliveries (notification_id, channel, delivered_at) \
+             VALUES ($1, $2, $3) ON CONFLICT (notification_id, channel) DO NOTHING",
+        )
+        .bind(id.0)
+        .bind(channel)
+        .bind(at);
+        Ok(self.exec(q).await? > 0)
+    }
+
+    pub(crate) async fn upsert_push_subscription(&mut self, sub: &PushSubscription) -> R<()> {
+        let q = sqlx::query(
+            "INSERT INTO push_subscriptions (id, user_id, endpoint, p256dh, auth, created_at) \
+             VALUES ($1, $2, $3, $4, $5, $6) \
+             ON CONFLICT (endpoint) DO UPDATE SET id = excluded.id, user_id = excluded.user_id, \
+             p256dh = excluded.p256dh, auth = excluded.auth, created_at = excluded.created_at",
+        )
+        .bind(sub.id.0)
+        .bind(sub.user_id.0)
+        .bind(sub.endpoint.as_str())
+        .bind(sub.p256dh.as_str())
+        .bind(sub.auth.as_str())
+        .bind(sub.created_at);
+        self.exec(q).await.map(drop)
+    }
+
+    pub(crate) async fn delete_push_subscription(&mut self, endpoint: &str) -> R<bool> {
+        let q = sqlx::query("DELETE FROM push_subscriptions WHERE endpoint = $1").bind(endpoint);
+        Ok(self.exec(q).await? > 0)
+    }
+
+    /// A job with a dedupe key (the others go in the batch statement).
+    pub(crate) async fn enqueue_job(&mut self, job: &NewJob) -> R<Option<JobId>> {
+        let id = JobId::new();
+        let payload = json_payload(&job.payload)?;
+        let inserted = self.exec(insert_job(job, id, &payload)).await?;
+        Ok((inserted > 0).then_some(id))
+    }
 }

@@ -9,11 +9,11 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use evently_core::ports::*;
 use evently_core::{
-    Availability, BookingId, EventId, JobId, NotificationId, StoreError, UserId, WaitlistEntryId,
+    Availability, BookingId, EventId, NotificationId, StoreError, UserId, WaitlistEntryId,
 };
 use evently_core::{
-    Booking, Event, EventFilter, NewJob, Notification, PushSubscription, Ticket, User,
-    WaitlistEntry, WaitlistStatus,
+    Booking, Event, EventFilter, Notification, PushSubscription, Ticket, User, WaitlistEntry,
+    WaitlistStatus,
 };
 
 use super::RedisConnection;
@@ -390,12 +390,6 @@ struct CachedTx {
 
 #[async_trait]
 impl UserRepository for CachedTx {
-    async fn insert_user(&mut self, user: &User) -> R<()> {
-        self.inner.insert_user(user).await
-    }
-    async fn update_user(&mut self, user: &User) -> R<()> {
-        self.inner.update_user(user).await
-    }
     async fn user(&mut self, id: UserId) -> R<Option<User>> {
         self.inner.user(id).await
     }
@@ -409,16 +403,8 @@ impl UserRepository for CachedTx {
 
 #[async_trait]
 impl EventRepository for CachedTx {
-    async fn insert_event(&mut self, event: &Event) -> R<()> {
-        self.touched.insert(event.id);
-        self.inner.insert_event(event).await
-    }
     async fn event(&mut self, id: EventId, lock: LockMode) -> R<Option<Event>> {
         self.inner.event(id, lock).await
-    }
-    async fn update_event(&mut self, event: &Event) -> R<()> {
-        self.touched.insert(event.id);
-        self.inner.update_event(event).await
     }
     async fn list_events(&mut self, filter: &EventFilter) -> R<Vec<Event>> {
         self.inner.list_events(filter).await
@@ -434,14 +420,6 @@ impl EventRepository for CachedTx {
 
 #[async_trait]
 impl BookingRepository for CachedTx {
-    async fn insert_booking(&mut self, booking: &Booking) -> R<()> {
-        self.touched.insert(booking.event_id);
-        self.inner.insert_booking(booking).await
-    }
-    async fn update_booking(&mut self, booking: &Booking) -> R<()> {
-        self.touched.insert(booking.event_id);
-        self.inner.update_booking(booking).await
-    }
     async fn booking(&mut self, id: BookingId) -> R<Option<Booking>> {
         self.inner.booking(id).await
     }
@@ -466,14 +444,6 @@ impl BookingRepository for CachedTx {
 
 #[async_trait]
 impl WaitlistRepository for CachedTx {
-    async fn insert_waitlist_entry(&mut self, entry: &WaitlistEntry) -> R<i64> {
-        self.touched.insert(entry.event_id);
-        self.inner.insert_waitlist_entry(entry).await
-    }
-    async fn update_waitlist_entry(&mut self, entry: &WaitlistEntry) -> R<()> {
-        self.touched.insert(entry.event_id);
-        self.inner.update_waitlist_entry(entry).await
-    }
     async fn waitlist_entry(&mut self, id: WaitlistEntryId) -> R<Option<WaitlistEntry>> {
         self.inner.waitlist_entry(id).await
     }
@@ -495,12 +465,6 @@ impl WaitlistRepository for CachedTx {
 
 #[async_trait]
 impl TicketRepository for CachedTx {
-    async fn insert_tickets(&mut self, tickets: &[Ticket]) -> R<()> {
-        self.inner.insert_tickets(tickets).await
-    }
-    async fn insert_tickets_owned(&mut self, tickets: Vec<Ticket>) -> R<()> {
-        self.inner.insert_tickets_owned(tickets).await
-    }
     async fn tickets_for_booking(&mut self, booking: BookingId) -> R<Vec<Ticket>> {
         self.inner.tickets_for_booking(booking).await
     }
@@ -511,33 +475,13 @@ impl TicketRepository for CachedTx {
 
 #[async_trait]
 impl NotificationRepository for CachedTx {
-    async fn insert_notification(&mut self, n: &Notification) -> R<()> {
-        self.inner.insert_notification(n).await
-    }
-    async fn insert_notification_owned(&mut self, n: Notification) -> R<()> {
-        self.inner.insert_notification_owned(n).await
-    }
     async fn notification(&mut self, id: NotificationId) -> R<Option<Notification>> {
         self.inner.notification(id).await
     }
-    async fn mark_notification_sent(&mut self, id: NotificationId, at: DateTime<Utc>) -> R<bool> {
-        self.inner.mark_notification_sent(id, at).await
-    }
-
     async fn notification_deliveries(&mut self, id: NotificationId) -> R<Vec<String>> {
         self.inner.notification_deliveries(id).await
     }
 
-    async fn record_notification_delivery(
-        &mut self,
-        id: NotificationId,
-        channel: &str,
-        at: DateTime<Utc>,
-    ) -> R<bool> {
-        self.inner
-            .record_notification_delivery(id, channel, at)
-            .await
-    }
     async fn notifications_for_user(&mut self, user: UserId, limit: u32) -> R<Vec<Notification>> {
         self.inner.notifications_for_user(user, limit).await
     }
@@ -545,21 +489,8 @@ impl NotificationRepository for CachedTx {
 
 #[async_trait]
 impl PushSubscriptionRepository for CachedTx {
-    async fn upsert_push_subscription(&mut self, sub: &PushSubscription) -> R<()> {
-        self.inner.upsert_push_subscription(sub).await
-    }
     async fn push_subscriptions_for_user(&mut self, user: UserId) -> R<Vec<PushSubscription>> {
         self.inner.push_subscriptions_for_user(user).await
-    }
-    async fn delete_push_subscription(&mut self, endpoint: &str) -> R<bool> {
-        self.inner.delete_push_subscription(endpoint).await
-    }
-}
-
-#[async_trait]
-impl JobSink for CachedTx {
-    async fn enqueue_job(&mut self, job: &NewJob) -> R<Option<JobId>> {
-        self.inner.enqueue_job(job).await
     }
 }
 
@@ -581,6 +512,12 @@ impl Drop for Unsent<'_> {
 
 #[async_trait]
 impl Transaction for CachedTx {
+    /// Forwarded; the events the change set touches are dropped from the cache at commit.
+    async fn apply(&mut self, changes: Changes) -> R<()> {
+        self.touched.extend(changes.touched_events());
+        self.inner.apply(changes).await
+    }
+
     async fn commit(self: Box<Self>) -> R<()> {
         let CachedTx {
             inner,

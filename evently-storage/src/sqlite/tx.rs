@@ -6,7 +6,7 @@ use std::time::Instant;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use evently_core::ports::{
-    BookingRepository, EventRepository, JobSink, NotificationRepository,
+    BookingRepository, Changes, EventRepository, NotificationRepository,
     PushSubscriptionRepository, TicketRepository, UserRepository, WaitlistRepository,
 };
 use evently_core::{
@@ -257,6 +257,24 @@ impl SqliteTx {
 
 #[async_trait]
 impl Transaction for SqliteTx {
+    /// One statement per record, each prepared once per connection (sqlx keeps them); SQLite runs
+    /// in-process, so a statement costs no round trip. The change set runs inside a savepoint: when
+    /// one of its statements fails, the ones before it are taken back too, so a failed change set
+    /// leaves nothing behind and the transaction goes on as before it.
+    async fn apply(&mut self, c: Changes) -> R<()> {
+        self.exec(sqlx::query("SAVEPOINT apply")).await?;
+        match self.apply_each(&c).await {
+            Ok(()) => self.exec(sqlx::query("RELEASE apply")).await.map(drop),
+            Err(e) => {
+                if self.aborted.is_none() {
+                    self.exec(sqlx::query("ROLLBACK TO apply")).await?;
+                    self.exec(sqlx::query("RELEASE apply")).await?;
+                }
+                Err(e)
+            }
+        }
+    }
+
     async fn commit(self: Box<Self>) -> R<()> {
         (*self).end(true).await
     }
@@ -269,6 +287,7 @@ impl Transaction for SqliteTx {
 const USER_EXISTS: &str = "SELECT 1 FROM users WHERE id = ?";
 const EVENT_EXISTS: &str = "SELECT 1 FROM events WHERE id = ?";
 const BOOKING_EXISTS: &str = "SELECT 1 FROM bookings WHERE id = ?";
+const NOTIFICATION_EXISTS: &str = "SELECT 1 FROM notifications WHERE id = ?";
 
 fn missing(what: &str) -> StoreError {
     StoreError::Backend {
@@ -278,36 +297,6 @@ fn missing(what: &str) -> StoreError {
 
 #[async_trait]
 impl UserRepository for SqliteTx {
-    async fn insert_user(&mut self, user: &User) -> R<()> {
-        let q = sqlx::query(
-            "INSERT INTO users (id, email, name, password_hash, role, attributes, created_at) \
-             VALUES (?, ?, ?, ?, ?, ?, ?)",
-        )
-        .bind(id_text(user.id.0))
-        .bind(user.email.clone())
-        .bind(user.name.clone())
-        .bind(user.password_hash.clone())
-        .bind(user.role.as_str())
-        .bind(json_map("attributes", &user.attributes)?)
-        .bind(micros(user.created_at));
-        self.exec(q).await.map(drop)
-    }
-
-    async fn update_user(&mut self, user: &User) -> R<()> {
-        let q = sqlx::query(
-            "UPDATE users SET name = ?, password_hash = ?, role = ?, attributes = ? WHERE id = ?",
-        )
-        .bind(user.name.clone())
-        .bind(user.password_hash.clone())
-        .bind(user.role.as_str())
-        .bind(json_map("attributes", &user.attributes)?)
-        .bind(id_text(user.id.0));
-        match self.exec(q).await? {
-            0 => Err(missing("user")),
-            _ => Ok(()),
-        }
-    }
-
     async fn user(&mut self, id: UserId) -> R<Option<User>> {
         let sql = format!("SELECT {} FROM users WHERE id = ?", codec::USER_COLUMNS);
         self.one(sqlx::query(&sql).bind(id_text(id.0)), codec::user)
@@ -343,31 +332,6 @@ impl UserRepository for SqliteTx {
 
 #[async_trait]
 impl EventRepository for SqliteTx {
-    async fn insert_event(&mut self, e: &Event) -> R<()> {
-        let q = sqlx::query(
-            "INSERT INTO events (id, name, description, venue, category, starts_at, ends_at, \
-             capacity, price_minor, currency, active, version, seats_held, seats_confirmed, \
-             created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        )
-        .bind(id_text(e.id.0))
-        .bind(e.name.clone())
-        .bind(e.description.clone())
-        .bind(e.venue.clone())
-        .bind(e.category.clone())
-        .bind(micros(e.starts_at))
-        .bind(micros(e.ends_at))
-        .bind(i64::from(e.capacity))
-        .bind(e.price.minor)
-        .bind(e.price.currency.as_str().to_string())
-        .bind(i64::from(e.active))
-        .bind(int_u64("version", e.version)?)
-        .bind(i64::from(e.seats_held))
-        .bind(i64::from(e.seats_confirmed))
-        .bind(micros(e.created_at))
-        .bind(micros(e.updated_at));
-        self.exec(q).await.map(drop)
-    }
-
     async fn event(&mut self, id: EventId, lock: LockMode) -> R<Option<Event>> {
         // A write transaction began with BEGIN IMMEDIATE on the only writer connection: it already
         // excludes every other writer until it ends, which is what ForUpdate asks for.
@@ -375,34 +339,6 @@ impl EventRepository for SqliteTx {
         let sql = format!("SELECT {} FROM events WHERE id = ?", codec::EVENT_COLUMNS);
         self.one(sqlx::query(&sql).bind(id_text(id.0)), codec::event)
             .await
-    }
-
-    async fn update_event(&mut self, e: &Event) -> R<()> {
-        codec::check_seats_within_capacity(e)?;
-        let q = sqlx::query(
-            "UPDATE events SET name = ?, description = ?, venue = ?, category = ?, starts_at = ?, \
-             ends_at = ?, capacity = ?, price_minor = ?, currency = ?, active = ?, version = ?, \
-             seats_held = ?, seats_confirmed = ?, updated_at = ? WHERE id = ?",
-        )
-        .bind(e.name.clone())
-        .bind(e.description.clone())
-        .bind(e.venue.clone())
-        .bind(e.category.clone())
-        .bind(micros(e.starts_at))
-        .bind(micros(e.ends_at))
-        .bind(i64::from(e.capacity))
-        .bind(e.price.minor)
-        .bind(e.price.currency.as_str().to_string())
-        .bind(i64::from(e.active))
-        .bind(int_u64("version", e.version)?)
-        .bind(i64::from(e.seats_held))
-        .bind(i64::from(e.seats_confirmed))
-        .bind(micros(e.updated_at))
-        .bind(id_text(e.id.0));
-        match self.exec(q).await? {
-            0 => Err(missing("event")),
-            _ => Ok(()),
-        }
     }
 
     async fn list_events(&mut self, filter: &EventFilter) -> R<Vec<Event>> {
@@ -449,58 +385,6 @@ impl EventRepository for SqliteTx {
 
 #[async_trait]
 impl BookingRepository for SqliteTx {
-    async fn insert_booking(&mut self, b: &Booking) -> R<()> {
-        let (source_kind, source_entry) = source_columns(&b.source);
-        let q = sqlx::query(
-            "INSERT INTO bookings (id, user_id, event_id, quantity, price_minor, currency, status, \
-             held_until, idempotency_key, source_kind, source_entry_id, created_at, updated_at) \
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        )
-        .bind(id_text(b.id.0))
-        .bind(id_text(b.user_id.0))
-        .bind(id_text(b.event_id.0))
-        .bind(i64::from(b.quantity))
-        .bind(b.total_price.minor)
-        .bind(b.total_price.currency.as_str().to_string())
-        .bind(b.status.as_str())
-        .bind(opt_micros(b.held_until))
-        .bind(b.idempotency_key.clone())
-        .bind(source_kind)
-        .bind(source_entry)
-        .bind(micros(b.created_at))
-        .bind(micros(b.updated_at));
-        match self.exec(q).await {
-            Ok(_) => Ok(()),
-            Err(e) => Err(self
-                .name_foreign_key(
-                    e,
-                    &[
-                        (USER_EXISTS, id_text(b.user_id.0), "bookings_user_id_fkey"),
-                        (
-                            EVENT_EXISTS,
-                            id_text(b.event_id.0),
-                            "bookings_event_id_fkey",
-                        ),
-                    ],
-                )
-                .await),
-        }
-    }
-
-    async fn update_booking(&mut self, b: &Booking) -> R<()> {
-        let q = sqlx::query(
-            "UPDATE bookings SET status = ?, held_until = ?, updated_at = ? WHERE id = ?",
-        )
-        .bind(b.status.as_str())
-        .bind(opt_micros(b.held_until))
-        .bind(micros(b.updated_at))
-        .bind(id_text(b.id.0));
-        match self.exec(q).await? {
-            0 => Err(missing("booking")),
-            _ => Ok(()),
-        }
-    }
-
     async fn booking(&mut self, id: BookingId) -> R<Option<Booking>> {
         let sql = format!(
             "SELECT {} FROM bookings WHERE id = ?",
@@ -560,65 +444,6 @@ impl BookingRepository for SqliteTx {
 
 #[async_trait]
 impl WaitlistRepository for SqliteTx {
-    async fn insert_waitlist_entry(&mut self, e: &WaitlistEntry) -> R<i64> {
-        let q = sqlx::query(
-            "INSERT INTO waitlist_entries (id, event_id, user_id, quantity, status, joined_at, \
-             notified_at, offer_expires_at, offer_booking_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) \
-             RETURNING seq",
-        )
-        .bind(id_text(e.id.0))
-        .bind(id_text(e.event_id.0))
-        .bind(id_text(e.user_id.0))
-        .bind(i64::from(e.quantity))
-        .bind(e.status.as_str())
-        .bind(micros(e.joined_at))
-        .bind(opt_micros(e.notified_at))
-        .bind(opt_micros(e.offer_expires_at))
-        .bind(e.offer_booking_id.map(|b| id_text(b.0)));
-        let seq = self
-            .one(q, |row| row.try_get::<i64, _>("seq").map_err(classify))
-            .await;
-        match seq {
-            Ok(Some(seq)) => Ok(seq),
-            Ok(None) => Err(StoreError::Backend {
-                message: "INSERT ... RETURNING seq returned no row".into(),
-            }),
-            Err(err) => Err(self
-                .name_foreign_key(
-                    err,
-                    &[
-                        (
-                            USER_EXISTS,
-                            id_text(e.user_id.0),
-                            "waitlist_entries_user_id_fkey",
-                        ),
-                        (
-                            EVENT_EXISTS,
-                            id_text(e.event_id.0),
-                            "waitlist_entries_event_id_fkey",
-                        ),
-                    ],
-                )
-                .await),
-        }
-    }
-
-    async fn update_waitlist_entry(&mut self, e: &WaitlistEntry) -> R<()> {
-        let q = sqlx::query(
-            "UPDATE waitlist_entries SET status = ?, notified_at = ?, offer_expires_at = ?, \
-             offer_booking_id = ? WHERE id = ?",
-        )
-        .bind(e.status.as_str())
-        .bind(opt_micros(e.notified_at))
-        .bind(opt_micros(e.offer_expires_at))
-        .bind(e.offer_booking_id.map(|b| id_text(b.0)))
-        .bind(id_text(e.id.0));
-        match self.exec(q).await? {
-            0 => Err(missing("waitlist entry")),
-            _ => Ok(()),
-        }
-    }
-
     async fn waitlist_entry(&mut self, id: WaitlistEntryId) -> R<Option<WaitlistEntry>> {
         let sql = format!(
             "SELECT {} FROM waitlist_entries WHERE id = ?",
@@ -668,7 +493,339 @@ impl WaitlistRepository for SqliteTx {
 
 #[async_trait]
 impl TicketRepository for SqliteTx {
-    async fn insert_tickets(&mut self, tickets: &[Ticket]) -> R<()> {
+    async fn tickets_for_booking(&mut self, booking: BookingId) -> R<Vec<Ticket>> {
+        let sql = format!(
+            "SELECT {} FROM tickets WHERE booking_id = ? ORDER BY number",
+            codec::TICKET_COLUMNS
+        );
+        self.all(sqlx::query(&sql).bind(id_text(booking.0)), codec::ticket)
+            .await
+    }
+
+    async fn ticket_by_number(&mut self, number: &str) -> R<Option<Ticket>> {
+        let sql = format!(
+            "SELECT {} FROM tickets WHERE number = ?",
+            codec::TICKET_COLUMNS
+        );
+        self.one(sqlx::query(&sql).bind(number.to_string()), codec::ticket)
+            .await
+    }
+}
+
+#[async_trait]
+impl NotificationRepository for SqliteTx {
+    async fn notification(&mut self, id: NotificationId) -> R<Option<Notification>> {
+        let sql = format!(
+            "SELECT {} FROM notifications WHERE id = ?",
+            codec::NOTIFICATION_COLUMNS
+        );
+        self.one(sqlx::query(&sql).bind(id_text(id.0)), codec::notification)
+            .await
+    }
+
+    async fn notifications_for_user(&mut self, user: UserId, limit: u32) -> R<Vec<Notification>> {
+        let sql = format!(
+            "SELECT {} FROM notifications WHERE user_id = ? \
+             ORDER BY created_at DESC, id DESC LIMIT ?",
+            codec::NOTIFICATION_COLUMNS
+        );
+        let q = sqlx::query(&sql)
+            .bind(id_text(user.0))
+            .bind(i64::from(limit));
+        self.all(q, codec::notification).await
+    }
+
+    async fn notification_deliveries(&mut self, id: NotificationId) -> R<Vec<String>> {
+        let q = sqlx::query(
+            "SELECT channel FROM notification_deliveries WHERE notification_id = ? ORDER BY channel",
+        )
+        .bind(id_text(id.0));
+        self.all(q, codec::delivery_channel).await
+    }
+}
+
+#[async_trait]
+impl PushSubscriptionRepository for SqliteTx {
+    async fn push_subscriptions_for_user(&mut self, user: UserId) -> R<Vec<PushSubscription>> {
+        let sql = format!(
+            "SELECT {} FROM push_subscriptions WHERE user_id = ? ORDER BY created_at, endpoint",
+            codec::PUSH_COLUMNS
+        );
+        self.all(
+            sqlx::query(&sql).bind(id_text(user.0)),
+            codec::push_subscription,
+        )
+        .await
+    }
+}
+
+/// The insert of a new queued job with identifier `id`. It inserts nothing (zero rows affected) when a
+/// queued or running job already has the same dedupe key.
+pub(crate) fn insert_job(job: &NewJob, id: JobId) -> R<Q<'static>> {
+    Ok(sqlx::query(
+        "INSERT INTO jobs (id, kind, payload, priority, status, run_at, attempts, max_attempts, \
+         dedupe_key, last_error, locked_until, created_at) \
+         VALUES (?, ?, ?, ?, 'queued', ?, 0, ?, ?, NULL, NULL, ?) \
+         ON CONFLICT (dedupe_key) WHERE status IN ('queued', 'running') DO NOTHING",
+    )
+    .bind(id_text(id.0))
+    .bind(job.payload.kind())
+    .bind(json_payload(&job.payload)?)
+    .bind(i64::from(job.priority))
+    .bind(micros(job.run_at))
+    .bind(i64::from(job.max_attempts))
+    .bind(job.dedupe_key.clone())
+    // Like the in-memory queue, a job counts as created when it is first due.
+    .bind(micros(job.run_at)))
+}
+
+/// The writes a change set is made of, one table at a time ([`Transaction::apply`] calls them in
+/// the change set's order).
+impl SqliteTx {
+    /// The statements of a change set, in its order.
+    async fn apply_each(&mut self, c: &Changes) -> R<()> {
+        for u in &c.new_users {
+            self.insert_user(u).await?;
+        }
+        for u in &c.updated_users {
+            self.update_user(u).await?;
+        }
+        for e in &c.new_events {
+            self.insert_event(e).await?;
+        }
+        for e in &c.updated_events {
+            self.update_event(e).await?;
+        }
+        for e in &c.new_waitlist_entries {
+            self.insert_waitlist_entry(e).await?;
+        }
+        for b in &c.new_bookings {
+            self.insert_booking(b).await?;
+        }
+        for b in &c.updated_bookings {
+            self.update_booking(b).await?;
+        }
+        for e in &c.updated_waitlist_entries {
+            self.update_waitlist_entry(e).await?;
+        }
+        self.insert_tickets(&c.new_tickets).await?;
+        for n in &c.new_notifications {
+            self.insert_notification(n).await?;
+        }
+        for (id, at) in &c.notifications_sent {
+            self.mark_notification_sent(*id, *at).await?;
+        }
+        for d in &c.deliveries {
+            self.record_notification_delivery(d.notification_id, &d.channel, d.at)
+                .await?;
+        }
+        for sub in &c.push_subscriptions {
+            self.upsert_push_subscription(sub).await?;
+        }
+        for endpoint in &c.removed_push_subscriptions {
+            self.delete_push_subscription(endpoint).await?;
+        }
+        for job in &c.new_jobs {
+            self.enqueue_job(job).await?;
+        }
+        Ok(())
+    }
+
+    pub(crate) async fn insert_user(&mut self, user: &User) -> R<()> {
+        let q = sqlx::query(
+            "INSERT INTO users (id, email, name, password_hash, role, attributes, created_at) \
+             VALUES (?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(id_text(user.id.0))
+        .bind(user.email.clone())
+        .bind(user.name.clone())
+        .bind(user.password_hash.clone())
+        .bind(user.role.as_str())
+        .bind(json_map("attributes", &user.attributes)?)
+        .bind(micros(user.created_at));
+        self.exec(q).await.map(drop)
+    }
+
+    pub(crate) async fn update_user(&mut self, user: &User) -> R<()> {
+        let q = sqlx::query(
+            "UPDATE users SET name = ?, password_hash = ?, role = ?, attributes = ? WHERE id = ?",
+        )
+        .bind(user.name.clone())
+        .bind(user.password_hash.clone())
+        .bind(user.role.as_str())
+        .bind(json_map("attributes", &user.attributes)?)
+        .bind(id_text(user.id.0));
+        match self.exec(q).await? {
+            0 => Err(missing("user")),
+            _ => Ok(()),
+        }
+    }
+
+    pub(crate) async fn insert_event(&mut self, e: &Event) -> R<()> {
+        let q = sqlx::query(
+            "INSERT INTO events (id, name, description, venue, category, starts_at, ends_at, \
+             capacity, price_minor, currency, active, version, seats_held, seats_confirmed, \
+             created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(id_text(e.id.0))
+        .bind(e.name.clone())
+        .bind(e.description.clone())
+        .bind(e.venue.clone())
+        .bind(e.category.clone())
+        .bind(micros(e.starts_at))
+        .bind(micros(e.ends_at))
+        .bind(i64::from(e.capacity))
+        .bind(e.price.minor)
+        .bind(e.price.currency.as_str().to_string())
+        .bind(i64::from(e.active))
+        .bind(int_u64("version", e.version)?)
+        .bind(i64::from(e.seats_held))
+        .bind(i64::from(e.seats_confirmed))
+        .bind(micros(e.created_at))
+        .bind(micros(e.updated_at));
+        self.exec(q).await.map(drop)
+    }
+
+    pub(crate) async fn update_event(&mut self, e: &Event) -> R<()> {
+        codec::check_seats_within_capacity(e)?;
+        let q = sqlx::query(
+            "UPDATE events SET name = ?, description = ?, venue = ?, category = ?, starts_at = ?, \
+             ends_at = ?, capacity = ?, price_minor = ?, currency = ?, active = ?, version = ?, \
+             seats_held = ?, seats_confirmed = ?, updated_at = ? WHERE id = ?",
+        )
+        .bind(e.name.clone())
+        .bind(e.description.clone())
+        .bind(e.venue.clone())
+        .bind(e.category.clone())
+        .bind(micros(e.starts_at))
+        .bind(micros(e.ends_at))
+        .bind(i64::from(e.capacity))
+        .bind(e.price.minor)
+        .bind(e.price.currency.as_str().to_string())
+        .bind(i64::from(e.active))
+        .bind(int_u64("version", e.version)?)
+        .bind(i64::from(e.seats_held))
+        .bind(i64::from(e.seats_confirmed))
+        .bind(micros(e.updated_at))
+        .bind(id_text(e.id.0));
+        match self.exec(q).await? {
+            0 => Err(missing("event")),
+            _ => Ok(()),
+        }
+    }
+
+    pub(crate) async fn insert_booking(&mut self, b: &Booking) -> R<()> {
+        let (source_kind, source_entry) = source_columns(&b.source);
+        let q = sqlx::query(
+            "INSERT INTO bookings (id, user_id, event_id, quantity, price_minor, currency, status, \
+             held_until, idempotency_key, source_kind, source_entry_id, created_at, updated_at) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(id_text(b.id.0))
+        .bind(id_text(b.user_id.0))
+        .bind(id_text(b.event_id.0))
+        .bind(i64::from(b.quantity))
+        .bind(b.total_price.minor)
+        .bind(b.total_price.currency.as_str().to_string())
+        .bind(b.status.as_str())
+        .bind(opt_micros(b.held_until))
+        .bind(b.idempotency_key.clone())
+        .bind(source_kind)
+        .bind(source_entry)
+        .bind(micros(b.created_at))
+        .bind(micros(b.updated_at));
+        match self.exec(q).await {
+            Ok(_) => Ok(()),
+            Err(e) => Err(self
+                .name_foreign_key(
+                    e,
+                    &[
+                        (USER_EXISTS, id_text(b.user_id.0), "bookings_user_id_fkey"),
+                        (
+                            EVENT_EXISTS,
+                            id_text(b.event_id.0),
+                            "bookings_event_id_fkey",
+                        ),
+                    ],
+                )
+                .await),
+        }
+    }
+
+    pub(crate) async fn update_booking(&mut self, b: &Booking) -> R<()> {
+        let q = sqlx::query(
+            "UPDATE bookings SET status = ?, held_until = ?, updated_at = ? WHERE id = ?",
+        )
+        .bind(b.status.as_str())
+        .bind(opt_micros(b.held_until))
+        .bind(micros(b.updated_at))
+        .bind(id_text(b.id.0));
+        match self.exec(q).await? {
+            0 => Err(missing("booking")),
+            _ => Ok(()),
+        }
+    }
+
+    pub(crate) async fn insert_waitlist_entry(&mut self, e: &WaitlistEntry) -> R<i64> {
+        let q = sqlx::query(
+            "INSERT INTO waitlist_entries (id, event_id, user_id, quantity, status, joined_at, \
+             notified_at, offer_expires_at, offer_booking_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) \
+             RETURNING seq",
+        )
+        .bind(id_text(e.id.0))
+        .bind(id_text(e.event_id.0))
+        .bind(id_text(e.user_id.0))
+        .bind(i64::from(e.quantity))
+        .bind(e.status.as_str())
+        .bind(micros(e.joined_at))
+        .bind(opt_micros(e.notified_at))
+        .bind(opt_micros(e.offer_expires_at))
+        .bind(e.offer_booking_id.map(|b| id_text(b.0)));
+        let seq = self
+            .one(q, |row| row.try_get::<i64, _>("seq").map_err(classify))
+            .await;
+        match seq {
+            Ok(Some(seq)) => Ok(seq),
+            Ok(None) => Err(StoreError::Backend {
+                message: "INSERT ... RETURNING seq returned no row".into(),
+            }),
+            Err(err) => Err(self
+                .name_foreign_key(
+                    err,
+                    &[
+                        (
+                            USER_EXISTS,
+                            id_text(e.user_id.0),
+                            "waitlist_entries_user_id_fkey",
+                        ),
+                        (
+                            EVENT_EXISTS,
+                            id_text(e.event_id.0),
+                            "waitlist_entries_event_id_fkey",
+                        ),
+                    ],
+                )
+                .await),
+        }
+    }
+
+    pub(crate) async fn update_waitlist_entry(&mut self, e: &WaitlistEntry) -> R<()> {
+        let q = sqlx::query(
+            "UPDATE waitlist_entries SET status = ?, notified_at = ?, offer_expires_at = ?, \
+             offer_booking_id = ? WHERE id = ?",
+        )
+        .bind(e.status.as_str())
+        .bind(opt_micros(e.notified_at))
+        .bind(opt_micros(e.offer_expires_at))
+        .bind(e.offer_booking_id.map(|b| id_text(b.0)))
+        .bind(id_text(e.id.0));
+        match self.exec(q).await? {
+            0 => Err(missing("waitlist entry")),
+            _ => Ok(()),
+        }
+    }
+
+    pub(crate) async fn insert_tickets(&mut self, tickets: &[Ticket]) -> R<()> {
         if tickets.is_empty() {
             return Ok(());
         }
@@ -711,28 +868,7 @@ impl TicketRepository for SqliteTx {
         }
     }
 
-    async fn tickets_for_booking(&mut self, booking: BookingId) -> R<Vec<Ticket>> {
-        let sql = format!(
-            "SELECT {} FROM tickets WHERE booking_id = ? ORDER BY number",
-            codec::TICKET_COLUMNS
-        );
-        self.all(sqlx::query(&sql).bind(id_text(booking.0)), codec::ticket)
-            .await
-    }
-
-    async fn ticket_by_number(&mut self, number: &str) -> R<Option<Ticket>> {
-        let sql = format!(
-            "SELECT {} FROM tickets WHERE number = ?",
-            codec::TICKET_COLUMNS
-        );
-        self.one(sqlx::query(&sql).bind(number.to_string()), codec::ticket)
-            .await
-    }
-}
-
-#[async_trait]
-impl NotificationRepository for SqliteTx {
-    async fn insert_notification(&mut self, n: &Notification) -> R<()> {
+    pub(crate) async fn insert_notification(&mut self, n: &Notification) -> R<()> {
         let q = sqlx::query(
             "INSERT INTO notifications (id, user_id, kind, title, message, data, created_at, \
              sent_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
@@ -754,16 +890,11 @@ impl NotificationRepository for SqliteTx {
         }
     }
 
-    async fn notification(&mut self, id: NotificationId) -> R<Option<Notification>> {
-        let sql = format!(
-            "SELECT {} FROM notifications WHERE id = ?",
-            codec::NOTIFICATION_COLUMNS
-        );
-        self.one(sqlx::query(&sql).bind(id_text(id.0)), codec::notification)
-            .await
-    }
-
-    async fn mark_notification_sent(&mut self, id: NotificationId, at: DateTime<Utc>) -> R<bool> {
+    pub(crate) async fn mark_notification_sent(
+        &mut self,
+        id: NotificationId,
+        at: DateTime<Utc>,
+    ) -> R<bool> {
         let q =
             sqlx::query("UPDATE notifications SET sent_at = ? WHERE id = ? AND sent_at IS NULL")
                 .bind(micros(at))
@@ -771,27 +902,7 @@ impl NotificationRepository for SqliteTx {
         Ok(self.exec(q).await? > 0)
     }
 
-    async fn notifications_for_user(&mut self, user: UserId, limit: u32) -> R<Vec<Notification>> {
-        let sql = format!(
-            "SELECT {} FROM notifications WHERE user_id = ? \
-             ORDER BY created_at DESC, id DESC LIMIT ?",
-            codec::NOTIFICATION_COLUMNS
-        );
-        let q = sqlx::query(&sql)
-            .bind(id_text(user.0))
-            .bind(i64::from(limit));
-        self.all(q, codec::notification).await
-    }
-
-    async fn notification_deliveries(&mut self, id: NotificationId) -> R<Vec<String>> {
-        let q = sqlx::query(
-            "SELECT channel FROM notification_deliveries WHERE notification_id = ? ORDER BY channel",
-        )
-        .bind(id_text(id.0));
-        self.all(q, codec::delivery_channel).await
-    }
-
-    async fn record_notification_delivery(
+    pub(crate) async fn record_notification_delivery(
         &mut self,
         id: NotificationId,
         channel: &str,
@@ -804,13 +915,22 @@ impl NotificationRepository for SqliteTx {
         .bind(id_text(id.0))
         .bind(channel.to_owned())
         .bind(micros(at));
-        Ok(self.exec(q).await? > 0)
+        match self.exec(q).await {
+            Ok(n) => Ok(n > 0),
+            Err(e) => Err(self
+                .name_foreign_key(
+                    e,
+                    &[(
+                        NOTIFICATION_EXISTS,
+                        id_text(id.0),
+                        "notification_deliveries_notification_id_fkey",
+                    )],
+                )
+                .await),
+        }
     }
-}
 
-#[async_trait]
-impl PushSubscriptionRepository for SqliteTx {
-    async fn upsert_push_subscription(&mut self, sub: &PushSubscription) -> R<()> {
+    pub(crate) async fn upsert_push_subscription(&mut self, sub: &PushSubscription) -> R<()> {
         let q = sqlx::query(
             "INSERT INTO push_subscriptions (id, user_id, endpoint, p256dh, auth, created_at) \
              VALUES (?, ?, ?, ?, ?, ?) \
@@ -832,50 +952,15 @@ impl PushSubscriptionRepository for SqliteTx {
         }
     }
 
-    async fn push_subscriptions_for_user(&mut self, user: UserId) -> R<Vec<PushSubscription>> {
-        let sql = format!(
-            "SELECT {} FROM push_subscriptions WHERE user_id = ? ORDER BY created_at, endpoint",
-            codec::PUSH_COLUMNS
-        );
-        self.all(
-            sqlx::query(&sql).bind(id_text(user.0)),
-            codec::push_subscription,
-        )
-        .await
-    }
-
-    async fn delete_push_subscription(&mut self, endpoint: &str) -> R<bool> {
+    pub(crate) async fn delete_push_subscription(&mut self, endpoint: &str) -> R<bool> {
         let q = sqlx::query("DELETE FROM push_subscriptions WHERE endpoint = ?")
             .bind(endpoint.to_string());
         Ok(self.exec(q).await? > 0)
     }
-}
 
-#[async_trait]
-impl JobSink for SqliteTx {
-    async fn enqueue_job(&mut self, job: &NewJob) -> R<Option<JobId>> {
+    pub(crate) async fn enqueue_job(&mut self, job: &NewJob) -> R<Option<JobId>> {
         let id = JobId::new();
         let inserted = self.exec(insert_job(job, id)?).await?;
         Ok((inserted > 0).then_some(id))
     }
-}
-
-/// The insert of a new queued job with identifier `id`. It inserts nothing (zero rows affected) when a
-/// queued or running job already has the same dedupe key.
-pub(crate) fn insert_job(job: &NewJob, id: JobId) -> R<Q<'static>> {
-    Ok(sqlx::query(
-        "INSERT INTO jobs (id, kind, payload, priority, status, run_at, attempts, max_attempts, \
-         dedupe_key, last_error, locked_until, created_at) \
-         VALUES (?, ?, ?, ?, 'queued', ?, 0, ?, ?, NULL, NULL, ?) \
-         ON CONFLICT (dedupe_key) WHERE status IN ('queued', 'running') DO NOTHING",
-    )
-    .bind(id_text(id.0))
-    .bind(job.payload.kind())
-    .bind(json_payload(&job.payload)?)
-    .bind(i64::from(job.priority))
-    .bind(micros(job.run_at))
-    .bind(i64::from(job.max_attempts))
-    .bind(job.dedupe_key.clone())
-    // Like the in-memory queue, a job counts as created when it is first due.
-    .bind(micros(job.run_at)))
 }
