@@ -113,7 +113,6 @@ async fn deliver(args: Args) -> anyhow::Result<()> {
     let store = SqliteStore::open(SqliteConfig::new(url)).await?;
     let shared: Arc<dyn Store> = Arc::new(store.clone());
     let email = EmailNotifier::new(
-        shared.clone(),
         MailTransport::Directory(mail.clone()),
         "Evently <noreply@example.com>".parse()?,
     );

@@ -170,7 +170,7 @@ impl Backend {
     pub fn engine_from_env(&self, worker: &WorkerConfig) -> Result<EnvEngine, BackendError> {
         let mail = EmailConfig::from_env()?;
         let push = PushConfig::from_env()?;
-        let email = EmailNotifier::from_config(Arc::clone(&self.store), &mail)?;
+        let email = EmailNotifier::from_config(&mail)?;
         tracing::info!(mail = ?mail, "e-mail notifications on");
         let mut builder = self
             .engine_builder()

@@ -168,7 +168,6 @@ impl Drop for SmtpServer {
 
 fn engine_with(store: Arc<dyn Store>, transport: MailTransport) -> Evently {
     let email = EmailNotifier::new(
-        store.clone(),
         transport,
         "Evently <tickets@example.com>".parse().expect("from"),
     );
@@ -358,15 +357,21 @@ async fn the_file_transport_writes_one_file_per_notification_even_when_retried()
     let path = mail_dir.join(format!("{}.eml", confirmation.id));
     let before = std::fs::read(&path).expect("confirmation file");
     let email = EmailNotifier::new(
-        store,
         MailTransport::Directory(mail_dir.clone()),
         "Evently <tickets@example.com>".parse().expect("from"),
     );
+    let event_now = engine.event(ev.id).await.expect("event");
+    let tickets = engine
+        .tickets(&ada_actor, booking.id)
+        .await
+        .expect("tickets");
     evently_core::Notifier::notify(
         &email,
         evently_core::ports::Delivery {
             user: &ada,
             notification: &confirmation,
+            event: Some(&event_now),
+            tickets: &tickets,
             push_subscriptions: &[],
         },
     )

@@ -37,7 +37,6 @@ async fn a_spawned_worker_delivers_new_notifications_and_stops_on_request() {
     let mail = out.path().join("mail");
     let store: Arc<dyn Store> = Arc::new(SqliteStore::open_in_memory().await.expect("sqlite"));
     let email = EmailNotifier::new(
-        store.clone(),
         MailTransport::Directory(mail.clone()),
         "Evently <noreply@example.com>".parse().expect("from"),
     );

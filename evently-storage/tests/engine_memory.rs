@@ -90,3 +90,55 @@ async fn a_thousand_concurrent_bookings_on_a_hundred_seats_sell_exactly_a_hundre
     assert_eq!((ok, sold_out), (100, 900));
     assert_eq!(engine.event(ev.id).await.unwrap().seats_confirmed, 100);
 }
+
+/// A notifier that keeps what each delivery carried: the kind, the event it names and how many
+/// tickets came with it.
+#[derive(Default)]
+struct Recorder(std::sync::Mutex<Vec<(NotificationKind, Option<EventId>, usize)>>);
+
+#[async_trait::async_trait]
+impl Notifier for Recorder {
+    fn name(&self) -> &str {
+        "recorder"
+    }
+
+    async fn notify(&self, d: ports::Delivery<'_>) -> Result<(), ports::NotifyError> {
+        self.0
+            .lock()
+            .unwrap()
+            .push((d.notification.kind, d.event.map(|e| e.id), d.tickets.len()));
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn a_delivery_carries_the_event_and_the_tickets_a_channel_needs() {
+    let recorder = Arc::new(Recorder::default());
+    let engine = Evently::builder()
+        .store(Arc::new(MemoryStore::new()))
+        .clock(common::clock())
+        .notifier(recorder.clone())
+        .build()
+        .unwrap();
+    let admin = user(&engine, "admin@example.com", Role::Admin).await;
+    let ev = event(&engine, &admin, 5).await;
+    let alice = user(&engine, "alice@example.com", Role::User).await;
+    let booking = engine
+        .book(&alice, BookingRequest::new(ev.id, 3))
+        .await
+        .unwrap();
+    engine.cancel(&alice, booking.id).await.unwrap();
+    while engine.run_jobs(100).await.unwrap().claimed > 0 {}
+
+    let mut seen = recorder.0.lock().unwrap().clone();
+    seen.sort_by_key(|(kind, _, _)| kind.as_str());
+    assert_eq!(
+        seen,
+        vec![
+            (NotificationKind::BookingCancelled, Some(ev.id), 0),
+            (NotificationKind::BookingConfirmed, Some(ev.id), 3),
+            (NotificationKind::Welcome, None, 0),
+            (NotificationKind::Welcome, None, 0),
+        ]
+    );
+}

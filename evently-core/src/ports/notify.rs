@@ -1,14 +1,19 @@
 use async_trait::async_trait;
 
-use crate::model::{Notification, PushSubscription, User};
+use crate::model::{Event, Notification, PushSubscription, Ticket, User};
 
-/// What a notifier is asked to deliver.
+/// What a notifier is asked to deliver: everything a channel needs, read by the engine in one
+/// transaction, so a notifier never reads the store.
 #[derive(Debug, Clone, Copy)]
 pub struct Delivery<'a> {
     /// Recipient.
     pub user: &'a User,
     /// The recorded notification.
     pub notification: &'a Notification,
+    /// The event the notification is about (its `event_id` entry), if it names one that exists.
+    pub event: Option<&'a Event>,
+    /// For a booking confirmation: the booking's tickets, in number order (empty otherwise).
+    pub tickets: &'a [Ticket],
     /// The recipient's push subscriptions.
     pub push_subscriptions: &'a [PushSubscription],
 }

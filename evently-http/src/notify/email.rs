@@ -20,7 +20,7 @@
 //!
 //! # async fn demo(store: Arc<dyn Store>) -> Result<(), Box<dyn std::error::Error>> {
 //! let config = EmailConfig::from_env()?; // EVENTLY_SMTP_URL, EVENTLY_MAIL_FROM, ...
-//! let email = EmailNotifier::from_config(store.clone(), &config)?;
+//! let email = EmailNotifier::from_config(&config)?;
 //! let engine = Evently::builder().store(store).notifier(Arc::new(email)).build()?;
 //! engine.run_jobs(100).await?; // delivers what is due
 //! # Ok(()) }
@@ -35,8 +35,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use evently_core::ports::{Delivery, NotifyError};
 use evently_core::{
-    BookingId, Event, EventId, LockMode, Notification, NotificationKind, Notifier, Store, Ticket,
-    User,
+    BookingId, Event, EventId, Notification, NotificationKind, Notifier, Ticket, User,
 };
 use lettre::message::header::ContentType;
 use lettre::message::{Attachment, Mailbox, MultiPart, SinglePart};
@@ -447,11 +446,10 @@ impl EmailConfig {
     }
 }
 
-/// A [`Notifier`] sending e-mail. It reads the event and, for a confirmation, the tickets from the
-/// store it is given (the engine's), so the message can show them and attach one PDF per ticket.
+/// A [`Notifier`] sending e-mail. The event and, for a confirmation, the tickets come with the
+/// [`Delivery`], so the message can show them and attach one PDF per ticket.
 #[derive(Clone)]
 pub struct EmailNotifier {
-    store: Arc<dyn Store>,
     transport: MailTransport,
     from: Mailbox,
     templates: Arc<dyn EmailTemplates>,
@@ -467,11 +465,9 @@ impl fmt::Debug for EmailNotifier {
 }
 
 impl EmailNotifier {
-    /// A notifier sending from `from` through `transport`, reading events and tickets from `store`,
-    /// with the [`DefaultTemplates`].
-    pub fn new(store: Arc<dyn Store>, transport: MailTransport, from: Mailbox) -> Self {
+    /// A notifier sending from `from` through `transport`, with the [`DefaultTemplates`].
+    pub fn new(transport: MailTransport, from: Mailbox) -> Self {
         Self {
-            store,
             transport,
             from,
             templates: Arc::new(DefaultTemplates),
@@ -479,12 +475,8 @@ impl EmailNotifier {
     }
 
     /// A notifier as `config` describes (inside a Tokio runtime).
-    pub fn from_config(store: Arc<dyn Store>, config: &EmailConfig) -> Result<Self, ConfigError> {
-        Ok(Self::new(
-            store,
-            config.build_transport()?,
-            config.from.clone(),
-        ))
+    pub fn from_config(config: &EmailConfig) -> Result<Self, ConfigError> {
+        Ok(Self::new(config.build_transport()?, config.from.clone()))
     }
 
     /// Uses these templates instead of the default ones.
@@ -507,7 +499,7 @@ impl EmailNotifier {
         )
     }
 
-    /// Builds the message for a delivery without sending it (reads the event and tickets from the store).
+    /// Builds the message for a delivery without sending it.
     pub async fn build_message(&self, delivery: Delivery<'_>) -> Result<Message, NotifyError> {
         let n = delivery.notification;
         let to_address: Address = delivery.user.email.parse().map_err(|e| {
@@ -518,28 +510,15 @@ impl EmailNotifier {
         })?;
         let to = Mailbox::new(Some(delivery.user.name.clone()), to_address);
 
-        let event_id = parse_data::<EventId>(n, "event_id")?;
+        parse_data::<EventId>(n, "event_id")?;
         let booking_id = parse_data::<BookingId>(n, "booking_id")?;
-        let (event, tickets) = {
-            let mut tx = self.store.begin_read().await.map_err(store_error)?;
-            let event = match event_id {
-                Some(id) => tx.event(id, LockMode::None).await.map_err(store_error)?,
-                None => None,
-            };
-            let tickets = match (n.kind, booking_id) {
-                (NotificationKind::BookingConfirmed, Some(id)) => {
-                    tx.tickets_for_booking(id).await.map_err(store_error)?
-                }
-                (NotificationKind::BookingConfirmed, None) => {
-                    return Err(NotifyError::Permanent(format!(
-                        "confirmation {} names no booking",
-                        n.id
-                    )));
-                }
-                _ => Vec::new(),
-            };
-            (event, tickets)
-        };
+        let (event, tickets) = (delivery.event, delivery.tickets);
+        if n.kind == NotificationKind::BookingConfirmed && booking_id.is_none() {
+            return Err(NotifyError::Permanent(format!(
+                "confirmation {} names no booking",
+                n.id
+            )));
+        }
         if n.kind == NotificationKind::BookingConfirmed && tickets.is_empty() {
             return Err(NotifyError::Permanent(format!(
                 "booking {} of confirmation {} has no tickets",
@@ -551,8 +530,8 @@ impl EmailNotifier {
         let rendered = self.templates.render(&EmailContext {
             user: delivery.user,
             notification: n,
-            event: event.as_ref(),
-            tickets: &tickets,
+            event,
+            tickets,
         });
         // Boundaries derived from the notification id keep a re-rendered message byte-identical. A
         // boundary starting with "=_" cannot occur in quoted-printable or base64 content.
@@ -572,7 +551,7 @@ impl EmailNotifier {
             let mut mixed = MultiPart::mixed()
                 .boundary(format!("=_evently_mixed_{id}"))
                 .multipart(body);
-            for ticket in &tickets {
+            for ticket in tickets {
                 let pdf = ticket_pdf(&TicketSheet {
                     ticket,
                     event_name: &event.name,
@@ -652,10 +631,6 @@ fn parse_data<T: std::str::FromStr>(n: &Notification, key: &str) -> Result<Optio
             ))
         }),
     }
-}
-
-fn store_error(e: evently_core::StoreError) -> NotifyError {
-    NotifyError::Transient(format!("reading the store: {e}"))
 }
 
 #[async_trait]
