@@ -219,6 +219,27 @@ impl StoreError {
     pub fn is_transient(&self) -> bool {
         matches!(self, StoreError::Transient { .. })
     }
+
+    /// [`StoreError::UniqueViolation`] of the named constraint.
+    pub fn unique(constraint: &str) -> Self {
+        StoreError::UniqueViolation {
+            constraint: constraint.into(),
+        }
+    }
+
+    /// [`StoreError::ForeignKeyViolation`] of the named constraint.
+    pub fn foreign_key(constraint: &str) -> Self {
+        StoreError::ForeignKeyViolation {
+            constraint: constraint.into(),
+        }
+    }
+
+    /// [`StoreError::CheckViolation`] of the named constraint.
+    pub fn check(constraint: &str) -> Self {
+        StoreError::CheckViolation {
+            constraint: constraint.into(),
+        }
+    }
 }
 
 /// A pricing or waitlist policy misbehaved. Plugins (WebAssembly or native) report these.

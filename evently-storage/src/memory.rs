@@ -60,18 +60,6 @@ struct State {
     job_dedupe: HashMap<String, JobId>,
 }
 
-fn unique(c: &str) -> StoreError {
-    StoreError::UniqueViolation {
-        constraint: c.to_string(),
-    }
-}
-
-fn fk(c: &str) -> StoreError {
-    StoreError::ForeignKeyViolation {
-        constraint: c.to_string(),
-    }
-}
-
 fn missing(what: &str) -> StoreError {
     StoreError::Backend {
         message: format!("{what} does not exist"),
@@ -396,10 +384,10 @@ impl MemoryTx {
     fn apply_all(&mut self, c: Changes) -> R<()> {
         for u in c.new_users {
             if self.st.users_by_email.contains_key(&u.email) {
-                return Err(unique("users_email_key"));
+                return Err(StoreError::unique("users_email_key"));
             }
             if self.st.users.contains_key(&u.id) {
-                return Err(unique("users_pkey"));
+                return Err(StoreError::unique("users_pkey"));
             }
             let id = u.id;
             self.st.put_user(id, Some(u));
@@ -421,16 +409,14 @@ impl MemoryTx {
         }
         for e in c.new_events {
             if self.st.events.contains_key(&e.id) {
-                return Err(unique("events_pkey"));
+                return Err(StoreError::unique("events_pkey"));
             }
             self.undo.push(Undo::Event(e.id, None));
             self.st.events.insert(e.id, e);
         }
         for e in c.updated_events {
             if u64::from(e.seats_held) + u64::from(e.seats_confirmed) > u64::from(e.capacity) {
-                return Err(StoreError::CheckViolation {
-                    constraint: "events_seats_within_capacity".into(),
-                });
+                return Err(StoreError::check("events_seats_within_capacity"));
             }
             let Some(slot) = self.st.events.get_mut(&e.id) else {
                 return Err(missing("event"));
@@ -445,13 +431,13 @@ impl MemoryTx {
         for mut e in c.new_waitlist_entries {
             let st = &mut *self.st;
             if !st.users.contains_key(&e.user_id) {
-                return Err(fk("waitlist_entries_user_id_fkey"));
+                return Err(StoreError::foreign_key("waitlist_entries_user_id_fkey"));
             }
             if !st.events.contains_key(&e.event_id) {
-                return Err(fk("waitlist_entries_event_id_fkey"));
+                return Err(StoreError::foreign_key("waitlist_entries_event_id_fkey"));
             }
             if st.waitlist.contains_key(&e.id) {
-                return Err(unique("waitlist_entries_id_key"));
+                return Err(StoreError::unique("waitlist_entries_id_key"));
             }
             let live_exists = st
                 .waitlist_by_event
@@ -461,7 +447,7 @@ impl MemoryTx {
                 .filter_map(|id| st.waitlist.get(id))
                 .any(|x| x.user_id == e.user_id && x.status.is_live());
             if live_exists && e.status.is_live() {
-                return Err(unique("waitlist_entries_one_live_per_user"));
+                return Err(StoreError::unique("waitlist_entries_one_live_per_user"));
             }
             st.next_seq += 1;
             e.seq = st.next_seq;
@@ -473,21 +459,21 @@ impl MemoryTx {
         for b in c.new_bookings {
             let st = &mut *self.st;
             if !st.users.contains_key(&b.user_id) {
-                return Err(fk("bookings_user_id_fkey"));
+                return Err(StoreError::foreign_key("bookings_user_id_fkey"));
             }
             if !st.events.contains_key(&b.event_id) {
-                return Err(fk("bookings_event_id_fkey"));
+                return Err(StoreError::foreign_key("bookings_event_id_fkey"));
             }
             if let Some(k) = &b.idempotency_key
                 && st.bookings_by_key.contains_key(&(b.user_id, k.clone()))
             {
-                return Err(unique("bookings_user_idempotency_key"));
+                return Err(StoreError::unique("bookings_user_idempotency_key"));
             }
             let id = b.id;
             if let Some(taken) = st.put_booking(id, Some(b)) {
                 // Probed by the insert itself: one lookup of the big table, not two.
                 st.put_booking(id, Some(taken));
-                return Err(unique("bookings_pkey"));
+                return Err(StoreError::unique("bookings_pkey"));
             }
             self.undo.push(Undo::Booking(id, None));
         }
@@ -521,10 +507,10 @@ impl MemoryTx {
         for t in c.new_tickets {
             let st = &mut *self.st;
             let Some(row) = st.bookings.get_mut(&t.booking_id) else {
-                return Err(fk("tickets_booking_id_fkey"));
+                return Err(StoreError::foreign_key("tickets_booking_id_fkey"));
             };
             match st.ticket_numbers.entry(t.number.clone()) {
-                Entry::Occupied(_) => return Err(unique("tickets_number_key")),
+                Entry::Occupied(_) => return Err(StoreError::unique("tickets_number_key")),
                 Entry::Vacant(v) => v.insert(t.booking_id),
             };
             self.undo.push(Undo::Ticket(t.booking_id));
@@ -532,12 +518,12 @@ impl MemoryTx {
         }
         for n in c.new_notifications {
             if !self.st.users.contains_key(&n.user_id) {
-                return Err(fk("notifications_user_id_fkey"));
+                return Err(StoreError::foreign_key("notifications_user_id_fkey"));
             }
             let id = n.id;
             if let Some(taken) = self.st.put_notification(id, Some(Box::new(n))) {
                 self.st.put_notification(id, Some(taken));
-                return Err(unique("notifications_pkey"));
+                return Err(StoreError::unique("notifications_pkey"));
             }
             self.undo.push(Undo::Notification(id, None));
         }
@@ -557,12 +543,12 @@ impl MemoryTx {
         } in c.deliveries
         {
             if channel.is_empty() || channel.chars().count() > 64 {
-                return Err(StoreError::CheckViolation {
-                    constraint: "notification_deliveries_channel_check".into(),
-                });
+                return Err(StoreError::check("notification_deliveries_channel_check"));
             }
             if !self.st.notifications.contains_key(&id) {
-                return Err(fk("notification_deliveries_notification_id_fkey"));
+                return Err(StoreError::foreign_key(
+                    "notification_deliveries_notification_id_fkey",
+                ));
             }
             let channels = self.st.deliveries.entry(id).or_default();
             if !channels.contains_key(&channel) {
@@ -572,7 +558,7 @@ impl MemoryTx {
         }
         for sub in c.push_subscriptions {
             if !self.st.users.contains_key(&sub.user_id) {
-                return Err(fk("push_subscriptions_user_id_fkey"));
+                return Err(StoreError::foreign_key("push_subscriptions_user_id_fkey"));
             }
             let endpoint = sub.endpoint.clone();
             let old = self.st.push.insert(endpoint.clone(), sub);

@@ -32,7 +32,9 @@ type R<T> = std::result::Result<T, StoreError>;
 /// inserted by the same change set, and an update may follow an insert of the same record), or in
 /// any other order with the same outcome. Every check the store makes is the schema's: a change
 /// that breaks a constraint fails the whole call with the matching [`StoreError`] kind, named as in
-/// `migrations/` (`bookings_user_idempotency_key`, `tickets_number_key`, …).
+/// `migrations/` (`bookings_user_idempotency_key`, `tickets_number_key`, …). An update of a record
+/// that does not exist fails the call too ([`StoreError::Backend`]); so may any change handed to a
+/// transaction from [`Store::begin_read`].
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Changes {
     /// New users; a taken e-mail is `users_email_key`.
