@@ -917,6 +917,18 @@ pub async fn one_live_waitlist_entry_per_user_and_event(store: Arc<dyn Store>) {
         .await
         .expect("live entry");
     assert_eq!(live.map(Rec::Entry).as_ref(), Some(&more[0]));
+    drop(tx);
+
+    // An update may not make a second live entry either.
+    let revived = WaitlistEntry {
+        status: WaitlistStatus::Waiting,
+        ..w2.clone()
+    };
+    let revive = Changes {
+        updated_waitlist_entries: vec![revived],
+        ..Changes::default()
+    };
+    refuse_changes(&store, revive, refusal, "an update to a second live entry").await;
 }
 
 async fn set_entry_status(store: &Arc<dyn Store>, w: &WaitlistEntry, to: WaitlistStatus) {

@@ -372,6 +372,17 @@ struct MemoryTx {
 }
 
 impl MemoryTx {
+    /// Whether another entry of `e`'s user and event is live (waiting or offered).
+    fn live_entry_of(&self, e: &WaitlistEntry) -> bool {
+        let st = &self.st;
+        st.waitlist_by_event
+            .get(&e.event_id)
+            .into_iter()
+            .flatten()
+            .filter_map(|id| st.waitlist.get(id))
+            .any(|x| x.id != e.id && x.user_id == e.user_id && x.status.is_live())
+    }
+
     /// Takes back the changes recorded after the first `keep`, newest first.
     fn undo_to(&mut self, keep: usize) {
         while self.undo.len() > keep {
@@ -429,26 +440,19 @@ impl MemoryTx {
             self.undo.push(Undo::Event(old.id, Some(Box::new(old))));
         }
         for mut e in c.new_waitlist_entries {
-            let st = &mut *self.st;
-            if !st.users.contains_key(&e.user_id) {
+            if !self.st.users.contains_key(&e.user_id) {
                 return Err(StoreError::foreign_key("waitlist_entries_user_id_fkey"));
             }
-            if !st.events.contains_key(&e.event_id) {
+            if !self.st.events.contains_key(&e.event_id) {
                 return Err(StoreError::foreign_key("waitlist_entries_event_id_fkey"));
             }
-            if st.waitlist.contains_key(&e.id) {
+            if self.st.waitlist.contains_key(&e.id) {
                 return Err(StoreError::unique("waitlist_entries_id_key"));
             }
-            let live_exists = st
-                .waitlist_by_event
-                .get(&e.event_id)
-                .into_iter()
-                .flatten()
-                .filter_map(|id| st.waitlist.get(id))
-                .any(|x| x.user_id == e.user_id && x.status.is_live());
-            if live_exists && e.status.is_live() {
+            if e.status.is_live() && self.live_entry_of(&e) {
                 return Err(StoreError::unique("waitlist_entries_one_live_per_user"));
             }
+            let st = &mut *self.st;
             st.next_seq += 1;
             e.seq = st.next_seq;
             e.position = None;
@@ -501,6 +505,9 @@ impl MemoryTx {
                 offer_booking_id: e.offer_booking_id,
                 ..old.clone()
             };
+            if next.status.is_live() && !old.status.is_live() && self.live_entry_of(&next) {
+                return Err(StoreError::unique("waitlist_entries_one_live_per_user"));
+            }
             let old = self.st.put_waitlist(e.id, Some(next));
             self.undo.push(Undo::Waitlist(e.id, old.map(Box::new)));
         }

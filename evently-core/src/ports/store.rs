@@ -48,7 +48,8 @@ pub struct Changes {
     pub updated_events: Vec<Event>,
     /// New waitlist entries. The store assigns each its join sequence number (strictly increasing
     /// across the store; `seq` as given is ignored). A second live (waiting or offered) entry for one
-    /// user and event is `waitlist_entries_one_live_per_user`.
+    /// user and event is `waitlist_entries_one_live_per_user`, whether inserted or made live by an
+    /// update.
     pub new_waitlist_entries: Vec<WaitlistEntry>,
     /// New bookings; a second booking with one user and idempotency key is
     /// `bookings_user_idempotency_key`.
@@ -67,7 +68,8 @@ pub struct Changes {
     /// Channels that delivered a notification, each recorded once (a second record of one channel
     /// keeps the first). A notification that does not exist is a foreign-key violation.
     pub deliveries: Vec<DeliveryRecord>,
-    /// Push subscriptions inserted, or replacing the keys and owner of the one with the same endpoint.
+    /// Push subscriptions inserted, or replacing the one with the same endpoint (every field: id,
+    /// owner, keys, creation time).
     pub push_subscriptions: Vec<PushSubscription>,
     /// Push subscriptions deleted, by endpoint (an endpoint that has none is no error).
     pub removed_push_subscriptions: Vec<String>,
@@ -134,6 +136,10 @@ pub enum LockMode {
 }
 
 /// A storage backend: hands out transactions and the job queue that shares its data.
+///
+/// A store may run one read-write transaction at a time (the memory store and an embedded
+/// key-value store do): a task holding one must not begin another, nor call its job queue, before
+/// it ends. The engine never does.
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
     /// Starts a read-write transaction.
@@ -260,7 +266,9 @@ pub trait Transaction:
     + Send
 {
     /// Writes a change set, all of it or (on an error) none that will ever commit: after an error
-    /// the transaction is only good for dropping or [`Transaction::rollback`]. Reads later in the
+    /// the engine only drops the transaction or calls [`Transaction::rollback`]. (A store may take a
+    /// failed change set back and let the transaction go on, as the memory and SQLite stores do, or
+    /// refuse everything after it, as PostgreSQL does.) Reads later in the
     /// transaction see the changes. May be called more than once before [`Transaction::commit`].
     ///
     /// How a store writes is its own business (one statement, a batch, prepared statements, a map
