@@ -265,13 +265,13 @@ pub(super) fn notification(user: &User, created_at: DateTime<Utc>) -> Notificati
     Notification {
         id: NotificationId::new(),
         user_id: user.id,
-        kind: NotificationKind::WaitlistOfferExpired,
-        title: "Angebot abgelaufen ⏰".into(),
-        message: "Les places n’ont pas été confirmées.\nDésolé.".into(),
-        data: evently_core::NotificationData::from([
-            ("event_id".to_string(), "e-1".to_string()),
-            ("ünï".to_string(), "cødé".to_string()),
-        ]),
+        kind: NotificationKind::WaitlistOffer,
+        event_id: Some(EventId::new()),
+        booking_id: Some(BookingId::new()),
+        seats: Some(4_000_000_000),
+        // Beyond f64's exact integers, in a currency of its own.
+        total: Some(money(9_007_199_254_740_993, "JPY")),
+        offer_expires_at: Some(created_at + Duration::microseconds(1)),
         created_at,
         sent_at: None,
     }

@@ -242,7 +242,11 @@ fn whole_booking(u: &User, event: &Event, last_number: String) -> WholeBooking {
     let mut tickets = vec![ticket(&b, unique("EVT-Z")), ticket(&b, last_number)];
     let n = Notification {
         kind: NotificationKind::BookingConfirmed,
-        data: evently_core::NotificationData::from([("booking_id".to_string(), b.id.to_string())]),
+        event_id: Some(event.id),
+        booking_id: Some(b.id),
+        seats: Some(b.quantity),
+        total: Some(b.total_price),
+        offer_expires_at: None,
         ..notification(u, at(2))
     };
     let jobs = vec![

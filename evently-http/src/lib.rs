@@ -83,6 +83,7 @@ pub mod extract;
 #[cfg(feature = "server")]
 pub mod notify;
 mod routes;
+pub mod texts;
 #[cfg(feature = "server")]
 pub mod tickets;
 pub mod webpush;

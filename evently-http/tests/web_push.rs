@@ -356,10 +356,15 @@ async fn a_confirmation_arrives_encrypted_and_signed_on_every_subscription() {
         let payload: Value = serde_json::from_slice(&plain).expect("JSON payload");
         assert_eq!(payload["id"], notification.id.to_string());
         assert_eq!(payload["kind"], "booking_confirmed");
-        assert_eq!(payload["title"], notification.title);
-        assert_eq!(payload["message"], notification.message);
-        assert_eq!(payload["data"]["booking_id"], booking.id.to_string());
-        assert_eq!(payload["data"]["event_id"], ev.id.to_string());
+        // The words are rendered here, at the edge, from the notification's data and its event.
+        assert_eq!(payload["title"], format!("Booking confirmed: {}", ev.name));
+        let message = payload["message"].as_str().expect("a message");
+        assert!(
+            message.starts_with(&format!("{} seat(s) for {}", booking.quantity, ev.name)),
+            "{message}"
+        );
+        assert_eq!(payload["booking_id"], booking.id.to_string());
+        assert_eq!(payload["event_id"], ev.id.to_string());
         let created = chrono::DateTime::parse_from_rfc3339(payload["created_at"].as_str().unwrap())
             .expect("RFC 3339");
         assert_eq!(created.timestamp(), notification.created_at.timestamp());

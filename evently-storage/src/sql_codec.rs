@@ -188,8 +188,43 @@ pub(crate) fn ticket(row: &impl Columns) -> R<Ticket> {
 }
 
 /// Columns read for a [`Notification`].
-pub(crate) const NOTIFICATION_COLUMNS: &str =
-    "id, user_id, kind, title, message, data, created_at, sent_at";
+pub(crate) const NOTIFICATION_COLUMNS: &str = "id, user_id, kind, data, created_at, sent_at";
+
+/// The facts a notification reports, as its `data` column keeps them (a JSON object; absent facts
+/// are left out).
+#[derive(serde::Serialize, serde::Deserialize, Default)]
+pub(crate) struct NotificationFacts {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    event_id: Option<evently_core::EventId>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    booking_id: Option<evently_core::BookingId>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    seats: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    total: Option<evently_core::Money>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    offer_expires_at: Option<DateTime<Utc>>,
+}
+
+impl NotificationFacts {
+    /// The facts of `n`.
+    pub(crate) fn of(n: &Notification) -> Self {
+        Self {
+            event_id: n.event_id,
+            booking_id: n.booking_id,
+            seats: n.seats,
+            total: n.total,
+            offer_expires_at: n.offer_expires_at,
+        }
+    }
+
+    /// As the JSON text of the `data` column.
+    pub(crate) fn to_json(&self) -> R<String> {
+        serde_json::to_string(self).map_err(|e| StoreError::Backend {
+            message: format!("cannot encode notification data as JSON: {e}"),
+        })
+    }
+}
 
 /// Decodes a [`Notification`].
 /// The `channel` column of a `notification_deliveries` row.
@@ -198,13 +233,17 @@ pub(crate) fn delivery_channel(row: &impl Columns) -> R<String> {
 }
 
 pub(crate) fn notification(row: &impl Columns) -> R<Notification> {
+    let facts: NotificationFacts = serde_json::from_value(row.json("data")?)
+        .map_err(|e| corrupt(format!("data is not a notification's facts: {e}")))?;
     Ok(Notification {
         id: id(row, "id")?,
         user_id: id(row, "user_id")?,
         kind: parsed(row, "kind", NotificationKind::parse)?,
-        title: row.text("title")?,
-        message: row.text("message")?,
-        data: map(row, "data")?.into(),
+        event_id: facts.event_id,
+        booking_id: facts.booking_id,
+        seats: facts.seats,
+        total: facts.total,
+        offer_expires_at: facts.offer_expires_at,
         created_at: row.ts("created_at")?,
         sent_at: row.opt_ts("sent_at")?,
     })

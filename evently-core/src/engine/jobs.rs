@@ -5,7 +5,7 @@ use chrono::{DateTime, Utc};
 use super::{Evently, Work, chrono_dur};
 use crate::model::{Job, JobPayload, NotificationKind};
 use crate::ports::{Changes, Delivery, DeliveryRecord, JobQueue, NotifyError};
-use crate::{BookingId, Error, EventId, LockMode, NotificationId, Result};
+use crate::{Error, LockMode, NotificationId, Result};
 
 /// What one [`Evently::run_jobs`] pass did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -208,20 +208,15 @@ impl Evently {
             .await
             .map_err(Error::from)?;
         let done = tx.notification_deliveries(id).await.map_err(Error::from)?;
-        // What the notification is about, as its data names it (a malformed id names nothing).
-        let named = |key: &str| n.data.get(key).and_then(|v| v.parse::<uuid::Uuid>().ok());
-        let event = match named("event_id") {
-            Some(e) => tx
-                .event(EventId(e), LockMode::None)
-                .await
-                .map_err(Error::from)?,
+        // What the notification is about.
+        let event = match n.event_id {
+            Some(e) => tx.event(e, LockMode::None).await.map_err(Error::from)?,
             None => None,
         };
-        let tickets = match (n.kind, named("booking_id")) {
-            (NotificationKind::BookingConfirmed, Some(b)) => tx
-                .tickets_for_booking(BookingId(b))
-                .await
-                .map_err(Error::from)?,
+        let tickets = match (n.kind, n.booking_id) {
+            (NotificationKind::BookingConfirmed, Some(b)) => {
+                tx.tickets_for_booking(b).await.map_err(Error::from)?
+            }
             _ => Vec::new(),
         };
         drop(tx);

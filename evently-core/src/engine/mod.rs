@@ -289,23 +289,14 @@ impl Evently {
         }
     }
 
-    /// Records a notification and enqueues its delivery in the same transaction.
-    pub(crate) fn notify(&self, work: &mut Work, draft: Draft, now: DateTime<Utc>) {
-        let n = Notification {
-            id: NotificationId(self.inner.ids.uuid()),
-            user_id: draft.user_id,
-            kind: draft.kind,
-            title: draft.title,
-            message: draft.message,
-            data: draft
-                .data
-                .into_iter()
-                .map(|(k, v)| (k.to_string(), v))
-                .collect(),
-            created_at: now,
-            sent_at: None,
-        };
-        record_notification(work, n, now);
+    /// A new notification of `kind` for `user_id` at `now`; the caller sets the facts it reports.
+    pub(crate) fn notification(
+        &self,
+        user_id: UserId,
+        kind: NotificationKind,
+        now: DateTime<Utc>,
+    ) -> Notification {
+        Notification::new(NotificationId(self.inner.ids.uuid()), user_id, kind, now)
     }
 }
 
@@ -318,15 +309,6 @@ pub(crate) fn record_notification(work: &mut Work, n: Notification, now: DateTim
         now,
     ));
     work.changes.new_notifications.push(n);
-}
-
-/// A notification about to be recorded.
-pub(crate) struct Draft {
-    pub(crate) user_id: UserId,
-    pub(crate) kind: NotificationKind,
-    pub(crate) title: String,
-    pub(crate) message: String,
-    pub(crate) data: Vec<(&'static str, String)>,
 }
 
 /// Moves a booking's seats between the event's counters for a status change (`from = None` for a new booking).

@@ -1,4 +1,4 @@
-use super::{Draft, Evently, Work};
+use super::{Evently, Work, record_notification};
 use crate::model::{NewUser, NotificationKind, PushSubscription, User, check_user};
 use crate::{Actor, Entity, Error, PushSubscriptionId, Result, StoreError, UserId};
 
@@ -18,17 +18,8 @@ impl Evently {
         self.retrying("register_user", || async {
             let mut work = Work::begin(&*self.inner.store).await?;
             work.changes.new_users.push(user.clone());
-            self.notify(
-                &mut work,
-                Draft {
-                    user_id: user.id,
-                    kind: NotificationKind::Welcome,
-                    title: "Welcome to Evently".into(),
-                    message: format!("Hello {}, your account is ready.", user.name),
-                    data: vec![],
-                },
-                user.created_at,
-            );
+            let welcome = self.notification(user.id, NotificationKind::Welcome, user.created_at);
+            record_notification(&mut work, welcome, user.created_at);
             match work.commit().await {
                 Err(StoreError::UniqueViolation { constraint })
                     if constraint.starts_with("users") =>

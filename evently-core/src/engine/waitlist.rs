@@ -1,7 +1,7 @@
 use chrono::{DateTime, Utc};
 
 use super::bookings::check_open;
-use super::{Draft, Evently, Work, account, chrono_dur};
+use super::{Evently, Work, account, chrono_dur, record_notification};
 use crate::model::{
     Booking, BookingSource, BookingStatus, Event, JobPayload, NewJob, NotificationKind,
     WaitlistEntry, WaitlistStatus,
@@ -304,24 +304,13 @@ impl Evently {
             entry.offer_booking_id = Some(offer.id);
             entry.notified_at = Some(now);
             work.changes.updated_waitlist_entries.push(entry.clone());
-            self.notify(
-                work,
-                Draft {
-                    user_id: entry.user_id,
-                    kind: NotificationKind::WaitlistOffer,
-                    title: format!("Seats available: {}", event.name),
-                    message: format!(
-                        "{} seat(s) for {} are held for you until {expires}. Confirm to book them.",
-                        entry.quantity, event.name
-                    ),
-                    data: vec![
-                        ("event_id", event.id.to_string()),
-                        ("booking_id", offer.id.to_string()),
-                        ("offer_expires_at", expires.to_rfc3339()),
-                    ],
-                },
-                now,
-            );
+            let mut n = self.notification(entry.user_id, NotificationKind::WaitlistOffer, now);
+            n.event_id = Some(event.id);
+            n.booking_id = Some(offer.id);
+            n.seats = Some(entry.quantity);
+            n.total = Some(offer.total_price);
+            n.offer_expires_at = Some(expires);
+            record_notification(work, n, now);
             work.changes.new_bookings.push(offer);
             // Let a worker expire the offer on time even if no one books this event meanwhile.
             work.changes.new_jobs.push(NewJob {

@@ -1,6 +1,3 @@
-use std::borrow::Cow;
-use std::collections::BTreeMap;
-
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
@@ -69,6 +66,10 @@ impl NotificationKind {
 }
 
 /// A message to a user, recorded when the engine decides to send it; `sent_at` is set once delivered.
+///
+/// A notification is data: its kind and the facts it reports, as typed fields (each kind fills the
+/// ones it needs). The words are the edge's business: the reference server renders them with
+/// templates, per channel (e-mail, push, in-app).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Notification {
     /// Identifier.
@@ -77,160 +78,44 @@ pub struct Notification {
     pub user_id: UserId,
     /// Kind.
     pub kind: NotificationKind,
-    /// Short title.
-    pub title: String,
-    /// Body text.
-    pub message: String,
-    /// Structured data for templates and clients (ids as strings).
-    pub data: NotificationData,
+    /// The event it is about (every kind but `Welcome`).
+    pub event_id: Option<EventId>,
+    /// The booking it is about (`BookingConfirmed`, `BookingCancelled`, `HoldExpired`, and the held
+    /// booking of a `WaitlistOffer`).
+    pub booking_id: Option<BookingId>,
+    /// Seats of that booking or offer.
+    pub seats: Option<u32>,
+    /// What a confirmed booking costs in total.
+    pub total: Option<crate::Money>,
+    /// Until when a `WaitlistOffer` holds its seats.
+    pub offer_expires_at: Option<DateTime<Utc>>,
     /// Creation time.
     pub created_at: DateTime<Utc>,
     /// Delivery time; `None` while pending.
     pub sent_at: Option<DateTime<Utc>>,
 }
 
-/// A notification's structured data: text keys with text values, at most one value per key, kept in
-/// key order. Serialised as a JSON object (`{"booking_id": "…", "event_id": "…"}`).
-///
-/// A sorted vector rather than a `BTreeMap`: a notification carries a handful of entries, and a
-/// `BTreeMap` allocates a node of about half a kilobyte for even one, once per confirmed booking.
-/// Keys given as `&'static str` are kept without a copy.
-///
-/// ```
-/// use evently_core::NotificationData;
-///
-/// let mut data = NotificationData::from([("event_id", "e-1"), ("booking_id", "b-7")]);
-/// assert_eq!(data.get("booking_id").map(String::as_str), Some("b-7"));
-/// assert_eq!(data.insert("booking_id", "b-8"), Some("b-7".to_string()));
-/// let keys: Vec<&str> = data.iter().map(|(k, _)| k).collect();
-/// assert_eq!(keys, ["booking_id", "event_id"]);
-/// assert_eq!(serde_json::to_string(&data).unwrap(), r#"{"booking_id":"b-8","event_id":"e-1"}"#);
-/// ```
-#[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
-pub struct NotificationData(Vec<(Cow<'static, str>, String)>);
-
-impl NotificationData {
-    /// No entries.
-    pub fn new() -> Self {
-        Self::default()
-    }
-
-    /// The value of `key`.
-    pub fn get(&self, key: &str) -> Option<&String> {
-        self.0
-            .binary_search_by(|(k, _)| k.as_ref().cmp(key))
-            .ok()
-            .map(|i| &self.0[i].1)
-    }
-
-    /// Sets `key` to `value`; returns the value it replaced.
-    pub fn insert(
-        &mut self,
-        key: impl Into<Cow<'static, str>>,
-        value: impl Into<String>,
-    ) -> Option<String> {
-        let (key, value) = (key.into(), value.into());
-        match self.0.binary_search_by(|(k, _)| k.cmp(&key)) {
-            Ok(i) => Some(std::mem::replace(&mut self.0[i].1, value)),
-            Err(i) => {
-                self.0.insert(i, (key, value));
-                None
-            }
+impl Notification {
+    /// A notification of `kind` for `user_id` at `at`, about nothing yet (set the fields its kind
+    /// reports).
+    pub fn new(
+        id: NotificationId,
+        user_id: UserId,
+        kind: NotificationKind,
+        at: DateTime<Utc>,
+    ) -> Self {
+        Self {
+            id,
+            user_id,
+            kind,
+            event_id: None,
+            booking_id: None,
+            seats: None,
+            total: None,
+            offer_expires_at: None,
+            created_at: at,
+            sent_at: None,
         }
-    }
-
-    /// Removes `key`; returns its value.
-    pub fn remove(&mut self, key: &str) -> Option<String> {
-        self.0
-            .binary_search_by(|(k, _)| k.as_ref().cmp(key))
-            .ok()
-            .map(|i| self.0.remove(i).1)
-    }
-
-    /// The entries, in key order.
-    pub fn iter(&self) -> impl ExactSizeIterator<Item = (&str, &str)> {
-        self.0.iter().map(|(k, v)| (k.as_ref(), v.as_str()))
-    }
-
-    /// How many entries.
-    pub fn len(&self) -> usize {
-        self.0.len()
-    }
-
-    /// Whether there are none.
-    pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
-    }
-}
-
-impl<K: Into<Cow<'static, str>>, V: Into<String>> FromIterator<(K, V)> for NotificationData {
-    /// Later entries win over earlier ones with the same key, as with a map.
-    fn from_iter<I: IntoIterator<Item = (K, V)>>(iter: I) -> Self {
-        let mut entries: Vec<(Cow<'static, str>, String)> = iter
-            .into_iter()
-            .map(|(k, v)| (k.into(), v.into()))
-            .collect();
-        // Stable, so entries with one key stay in order; keep the last of each.
-        entries.sort_by(|a, b| a.0.cmp(&b.0));
-        entries.dedup_by(|later, kept| {
-            let same = later.0 == kept.0;
-            if same {
-                std::mem::swap(&mut later.1, &mut kept.1);
-            }
-            same
-        });
-        Self(entries)
-    }
-}
-
-impl<K: Into<Cow<'static, str>>, V: Into<String>, const N: usize> From<[(K, V); N]>
-    for NotificationData
-{
-    fn from(entries: [(K, V); N]) -> Self {
-        entries.into_iter().collect()
-    }
-}
-
-impl From<BTreeMap<String, String>> for NotificationData {
-    fn from(map: BTreeMap<String, String>) -> Self {
-        // Already in key order, one value per key.
-        Self(map.into_iter().map(|(k, v)| (Cow::Owned(k), v)).collect())
-    }
-}
-
-impl From<NotificationData> for BTreeMap<String, String> {
-    fn from(data: NotificationData) -> Self {
-        data.0
-            .into_iter()
-            .map(|(k, v)| (k.into_owned(), v))
-            .collect()
-    }
-}
-
-impl std::ops::Index<&str> for NotificationData {
-    type Output = String;
-
-    /// The value of `key`; panics when there is none, as a map's index does.
-    fn index(&self, key: &str) -> &String {
-        self.get(key)
-            .unwrap_or_else(|| panic!("no notification data entry {key:?}"))
-    }
-}
-
-impl Serialize for NotificationData {
-    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        use serde::ser::SerializeMap;
-        let mut map = serializer.serialize_map(Some(self.0.len()))?;
-        for (k, v) in &self.0 {
-            map.serialize_entry(k.as_ref(), v)?;
-        }
-        map.end()
-    }
-}
-
-impl<'de> Deserialize<'de> for NotificationData {
-    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        BTreeMap::<String, String>::deserialize(deserializer).map(Self::from)
     }
 }
 
@@ -386,35 +271,4 @@ pub struct Job {
     pub locked_until: Option<DateTime<Utc>>,
     /// Enqueue time.
     pub created_at: DateTime<Utc>,
-}
-
-#[cfg(test)]
-mod notification_data_tests {
-    use super::*;
-
-    #[test]
-    fn keeps_key_order_and_the_last_value_of_a_repeated_key() {
-        let d: NotificationData = [("b", "1"), ("a", "2"), ("b", "3")].into_iter().collect();
-        assert_eq!(d.iter().collect::<Vec<_>>(), [("a", "2"), ("b", "3")]);
-        assert_eq!(d["b"], "3");
-        assert_eq!(d.get("c"), None);
-        let mut d = d;
-        assert_eq!(d.remove("a"), Some("2".to_string()));
-        assert_eq!(d.remove("a"), None);
-        assert_eq!(d.len(), 1);
-        assert!(!d.is_empty());
-    }
-
-    #[test]
-    fn reads_back_from_json_and_converts_to_and_from_a_map() {
-        let d: NotificationData =
-            serde_json::from_str(r#"{"z":"","a":"1","ünï":"cødé"}"#).expect("a JSON object");
-        assert_eq!(
-            serde_json::to_string(&d).expect("JSON"),
-            r#"{"a":"1","z":"","ünï":"cødé"}"#
-        );
-        let map: BTreeMap<String, String> = d.clone().into();
-        assert_eq!(NotificationData::from(map), d);
-        assert!(serde_json::from_str::<NotificationData>(r#"{"a":1}"#).is_err());
-    }
 }

@@ -9,8 +9,7 @@ mod waitlist;
 pub use booking::{Booking, BookingSource, BookingStatus};
 pub use event::{Availability, Event, EventFilter, EventPatch, NewEvent};
 pub use misc::{
-    Job, JobPayload, JobStatus, NewJob, Notification, NotificationData, NotificationKind,
-    PushSubscription, Ticket,
+    Job, JobPayload, JobStatus, NewJob, Notification, NotificationKind, PushSubscription, Ticket,
 };
 pub(crate) use user::check_user;
 pub use user::{Actor, NewUser, Role, User};

@@ -34,14 +34,13 @@ use std::time::{Duration, SystemTime};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use evently_core::ports::{Delivery, NotifyError};
-use evently_core::{
-    BookingId, Event, EventId, Notification, NotificationKind, Notifier, Ticket, User,
-};
+use evently_core::{Event, Notification, NotificationKind, Notifier, Ticket, User};
 use lettre::message::header::ContentType;
 use lettre::message::{Attachment, Mailbox, MultiPart, SinglePart};
 use lettre::{Address, AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 
 use crate::config::ConfigError;
+use crate::texts::NotificationText;
 use crate::tickets::{TicketSheet, ticket_pdf};
 
 /// Mail transport variable: `smtp`, `file` or `log`.
@@ -109,16 +108,17 @@ pub struct DefaultTemplates;
 impl EmailTemplates for DefaultTemplates {
     fn render(&self, ctx: &EmailContext<'_>) -> RenderedEmail {
         let n = ctx.notification;
+        let words = NotificationText::render(n, &ctx.user.name, ctx.event);
         // Paragraphs shared by both bodies; (label, value) rows for the details table.
-        let mut paragraphs: Vec<String> = vec![n.message.clone()];
+        let mut paragraphs: Vec<String> = vec![words.message];
         let mut rows: Vec<(&str, String)> = Vec::new();
         if let Some(event) = ctx.event {
             rows.push(("Event", event.name.clone()));
             rows.push(("Venue", event.venue.clone()));
             rows.push(("Starts", human_time(event.starts_at)));
         }
-        if let Some(id) = n.data.get("booking_id") {
-            rows.push(("Booking", id.clone()));
+        if let Some(id) = n.booking_id {
+            rows.push(("Booking", id.to_string()));
         }
         match n.kind {
             NotificationKind::Welcome => paragraphs
@@ -143,12 +143,8 @@ impl EmailTemplates for DefaultTemplates {
                 "The seats were held for you but not confirmed in time, so they were released.".into(),
             ),
             NotificationKind::WaitlistOffer => {
-                if let Some(until) = n
-                    .data
-                    .get("offer_expires_at")
-                    .and_then(|s| DateTime::parse_from_rfc3339(s).ok())
-                {
-                    rows.push(("Offer valid until", human_time(until.with_timezone(&Utc))));
+                if let Some(until) = n.offer_expires_at {
+                    rows.push(("Offer valid until", human_time(until)));
                 }
                 paragraphs.push(
                     "Confirm the booking before the offer runs out; after that the seats go to the next person waiting."
@@ -175,11 +171,11 @@ impl EmailTemplates for DefaultTemplates {
         text.push_str("-- \nEvently\n");
 
         let mut html = String::from("<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>");
-        html.push_str(&escape_html(&n.title));
+        html.push_str(&escape_html(&words.title));
         html.push_str(
             "</title></head>\n<body style=\"font-family: sans-serif; line-height: 1.4\">\n",
         );
-        html.push_str(&format!("<h1>{}</h1>\n", escape_html(&n.title)));
+        html.push_str(&format!("<h1>{}</h1>\n", escape_html(&words.title)));
         html.push_str(&format!("<p>Hello {},</p>\n", escape_html(&ctx.user.name)));
         for p in &paragraphs {
             html.push_str(&format!("<p>{}</p>\n", escape_html(p)));
@@ -198,7 +194,7 @@ impl EmailTemplates for DefaultTemplates {
         html.push_str("<p>&mdash; Evently</p>\n</body></html>\n");
 
         RenderedEmail {
-            subject: n.title.clone(),
+            subject: words.title,
             text,
             html,
         }
@@ -510,8 +506,7 @@ impl EmailNotifier {
         })?;
         let to = Mailbox::new(Some(delivery.user.name.clone()), to_address);
 
-        parse_data::<EventId>(n, "event_id")?;
-        let booking_id = parse_data::<BookingId>(n, "booking_id")?;
+        let booking_id = n.booking_id;
         let (event, tickets) = (delivery.event, delivery.tickets);
         if n.kind == NotificationKind::BookingConfirmed && booking_id.is_none() {
             return Err(NotifyError::Permanent(format!(
@@ -621,18 +616,6 @@ fn write_atomically(dir: &Path, name: &str, bytes: &[u8]) -> std::io::Result<()>
     std::fs::rename(&tmp, dir.join(name))
 }
 
-fn parse_data<T: std::str::FromStr>(n: &Notification, key: &str) -> Result<Option<T>, NotifyError> {
-    match n.data.get(key) {
-        None => Ok(None),
-        Some(v) => v.parse().map(Some).map_err(|_| {
-            NotifyError::Permanent(format!(
-                "notification {} has a malformed {key}: {v:?}",
-                n.id
-            ))
-        }),
-    }
-}
-
 #[async_trait]
 impl Notifier for EmailNotifier {
     fn name(&self) -> &str {
@@ -735,7 +718,9 @@ mod tests {
 
     #[test]
     fn every_kind_renders_text_and_escaped_html() {
-        use evently_core::{NotificationId, Role, TicketId, UserId};
+        use evently_core::{
+            BookingId, Currency, EventId, Money, NotificationId, Role, TicketId, UserId,
+        };
         use uuid::Uuid;
         let now = Utc::now();
         let user = User {
@@ -747,10 +732,27 @@ mod tests {
             attributes: Default::default(),
             created_at: now,
         };
+        let event = Event {
+            id: EventId(Uuid::nil()),
+            name: "Rock & <b>Roll</b>".into(),
+            description: String::new(),
+            venue: "Club".into(),
+            category: "music".into(),
+            starts_at: now,
+            ends_at: now,
+            capacity: 10,
+            price: Money::new(1500, Currency::new("EUR").unwrap()),
+            active: true,
+            version: 1,
+            seats_held: 0,
+            seats_confirmed: 0,
+            created_at: now,
+            updated_at: now,
+        };
         let ticket = Ticket {
             id: TicketId(Uuid::nil()),
             booking_id: BookingId(Uuid::nil()),
-            event_id: EventId(Uuid::nil()),
+            event_id: event.id,
             number: "EVT-AAAA-BBBB-CCCC".into(),
             qr_payload: "evently:v1:x".into(),
             issued_at: now,
@@ -763,21 +765,20 @@ mod tests {
             NotificationKind::WaitlistOffer,
             NotificationKind::WaitlistOfferExpired,
         ] {
-            let n = Notification {
-                id: NotificationId(Uuid::nil()),
-                user_id: user.id,
-                kind,
-                title: format!("Title & {}", kind.as_str()),
-                message: "Body <b>".into(),
-                data: [("offer_expires_at".to_string(), now.to_rfc3339())].into(),
-                created_at: now,
-                sent_at: None,
-            };
+            let mut n = Notification::new(NotificationId(Uuid::nil()), user.id, kind, now);
+            if kind != NotificationKind::Welcome {
+                n.event_id = Some(event.id);
+                n.booking_id = Some(ticket.booking_id);
+                n.seats = Some(1);
+            }
+            if kind == NotificationKind::WaitlistOffer {
+                n.offer_expires_at = Some(now);
+            }
             let tickets = [ticket.clone()];
             let ctx = EmailContext {
                 user: &user,
                 notification: &n,
-                event: None,
+                event: n.event_id.map(|_| &event),
                 tickets: if kind == NotificationKind::BookingConfirmed {
                     &tickets
                 } else {
@@ -785,19 +786,22 @@ mod tests {
                 },
             };
             let r = DefaultTemplates.render(&ctx);
-            assert_eq!(r.subject, n.title);
+            let words = NotificationText::render(&n, &user.name, ctx.event);
+            assert_eq!(r.subject, words.title);
             assert!(
                 r.text.starts_with("Hello <script>Eve</script>,"),
                 "{}",
                 r.text
             );
-            assert!(r.text.contains("Body <b>"));
+            assert!(r.text.contains(&words.message), "{}", r.text);
             assert!(
-                !r.html.contains("<script>") && !r.html.contains("Body <b>"),
+                !r.html.contains("<script>") && !r.html.contains("<b>"),
                 "{}",
                 r.html
             );
-            assert!(r.html.contains("Title &amp; "));
+            if kind != NotificationKind::Welcome {
+                assert!(r.html.contains("Rock &amp; &lt;b&gt;Roll"), "{}", r.html);
+            }
             assert_eq!(r, DefaultTemplates.render(&ctx), "deterministic");
             assert_eq!(
                 r.text.contains("EVT-AAAA-BBBB-CCCC"),

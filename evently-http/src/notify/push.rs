@@ -39,6 +39,7 @@
 //! # Ok(()) }
 //! ```
 
+use crate::texts::NotificationText;
 use std::fmt;
 use std::time::Duration;
 
@@ -334,8 +335,8 @@ fn secs_var(
 /// `event.data.json()`.
 ///
 /// ```json
-/// {"id":"…","kind":"booking_confirmed","title":"Booking confirmed","message":"…",
-///  "data":{"booking_id":"…","event_id":"…"},"created_at":"2026-11-25T16:00:00Z"}
+/// {"id":"…","kind":"booking_confirmed","title":"Booking confirmed: Gig","message":"…",
+///  "event_id":"…","booking_id":"…","created_at":"2026-11-25T16:00:00Z"}
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct PushPayload<'a> {
@@ -343,25 +344,30 @@ pub struct PushPayload<'a> {
     pub id: String,
     /// [`NotificationKind::as_str`], e.g. `booking_confirmed`.
     pub kind: &'a str,
-    /// Short title.
+    /// Short title (rendered by [`NotificationText`]).
     pub title: &'a str,
-    /// Body text.
+    /// Body text (rendered by [`NotificationText`]).
     pub message: &'a str,
-    /// The notification's data (ids as strings).
-    pub data: &'a evently_core::NotificationData,
+    /// The event the notification is about.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub event_id: Option<String>,
+    /// The booking it is about.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub booking_id: Option<String>,
     /// Creation time, RFC 3339.
     pub created_at: String,
 }
 
 impl<'a> PushPayload<'a> {
-    /// The payload of a notification.
-    pub fn new(n: &'a Notification) -> Self {
+    /// The payload of a notification, with its words.
+    pub fn new(n: &'a Notification, text: &'a NotificationText) -> Self {
         Self {
             id: n.id.to_string(),
             kind: n.kind.as_str(),
-            title: &n.title,
-            message: &n.message,
-            data: &n.data,
+            title: &text.title,
+            message: &text.message,
+            event_id: n.event_id.map(|e| e.to_string()),
+            booking_id: n.booking_id.map(|b| b.to_string()),
             created_at: n
                 .created_at
                 .to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
@@ -449,11 +455,13 @@ impl PushNotifier {
         self.keys.public_key_base64url()
     }
 
-    /// Encrypts and signs one push for `sub`: the request's URL, headers and body, not sent.
+    /// Encrypts and signs one push of `notification` (in the words of `text`) for `sub`: the
+    /// request's URL, headers and body, not sent.
     pub fn build_request(
         &self,
         sub: &PushSubscription,
         notification: &Notification,
+        text: &NotificationText,
     ) -> Result<PushRequest, NotifyError> {
         let url = reqwest::Url::parse(&sub.endpoint).map_err(|e| {
             NotifyError::Permanent(format!("endpoint {:?} is not a URL: {e}", sub.endpoint))
@@ -473,7 +481,7 @@ impl PushNotifier {
             .build()
             .map_err(|e| web_push_error(&sub.endpoint, e))?;
 
-        let payload = PushPayload::new(notification).to_json();
+        let payload = PushPayload::new(notification, text).to_json();
         let mut message = WebPushMessageBuilder::new(&info);
         message.set_ttl(u32::try_from(self.ttl.as_secs()).unwrap_or(u32::MAX));
         message.set_urgency(web_push_urgency(notification.kind));
@@ -506,8 +514,9 @@ impl PushNotifier {
         &self,
         sub: &PushSubscription,
         notification: &Notification,
+        text: &NotificationText,
     ) -> Result<(), NotifyError> {
-        let request = self.build_request(sub, notification)?;
+        let request = self.build_request(sub, notification, text)?;
         let mut builder = self.client.post(request.url);
         for (name, value) in &request.headers {
             builder = builder.header(name.as_str(), value.as_str());
@@ -622,8 +631,9 @@ impl Notifier for PushNotifier {
         let mut permanent = None;
         let mut gone = None;
         let mut delivered = 0usize;
+        let text = NotificationText::render(n, &delivery.user.name, delivery.event);
         for sub in delivery.push_subscriptions {
-            match self.push(sub, n).await {
+            match self.push(sub, n, &text).await {
                 Ok(()) => delivered += 1,
                 Err(e) => {
                     tracing::warn!(notification_id = %n.id, endpoint = %sub.endpoint, error = %e, "push failed");

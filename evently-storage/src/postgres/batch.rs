@@ -22,7 +22,7 @@ use evently_core::{
 use sqlx::postgres::PgArguments;
 use sqlx::{Arguments, Encode, Postgres, Type};
 
-use super::codec::{bigint_u64, source_columns};
+use super::codec::{NotificationFacts, bigint_u64, source_columns};
 
 type R<T> = Result<T, StoreError>;
 
@@ -183,31 +183,18 @@ impl WriteBatch {
             let n = &self.notifications;
             let data = n
                 .iter()
-                .map(|n| {
-                    serde_json::to_string(&n.data).map_err(|e| StoreError::Backend {
-                        message: format!("cannot encode notification data as JSON: {e}"),
-                    })
-                })
+                .map(|n| NotificationFacts::of(n).to_json())
                 .collect::<R<Vec<_>>>()?;
             s.cte(
                 "n",
-                "INSERT INTO notifications (id, user_id, kind, title, message, data, created_at, \
-                 sent_at) SELECT id, user_id, kind, title, message, data::jsonb, created_at, \
-                 sent_at FROM UNNEST(",
+                "INSERT INTO notifications (id, user_id, kind, data, created_at, sent_at) \
+                 SELECT id, user_id, kind, data::jsonb, created_at, sent_at FROM UNNEST(",
             );
             s.array("uuid", n.iter().map(|n| n.id.0).collect::<Vec<_>>())?;
             s.array("uuid", n.iter().map(|n| n.user_id.0).collect::<Vec<_>>())?;
             s.array(
                 "text",
                 n.iter().map(|n| n.kind.as_str()).collect::<Vec<_>>(),
-            )?;
-            s.array(
-                "text",
-                n.iter().map(|n| n.title.clone()).collect::<Vec<_>>(),
-            )?;
-            s.array(
-                "text",
-                n.iter().map(|n| n.message.clone()).collect::<Vec<_>>(),
             )?;
             s.array("text", data)?;
             s.array(
@@ -218,7 +205,7 @@ impl WriteBatch {
                 "timestamptz",
                 n.iter().map(|n| n.sent_at).collect::<Vec<_>>(),
             )?;
-            s.end_cte(") AS v(id, user_id, kind, title, message, data, created_at, sent_at)");
+            s.end_cte(") AS v(id, user_id, kind, data, created_at, sent_at)");
         }
         if !self.jobs.is_empty() {
             let j = &self.jobs;

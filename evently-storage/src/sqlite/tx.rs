@@ -22,7 +22,8 @@ use sqlx::sqlite::{
 use sqlx::{Connection, QueryBuilder, Row, Sqlite, TransactionManager};
 
 use super::codec::{
-    self, id_text, int_u64, json_map, json_payload, micros, opt_micros, source_columns,
+    self, NotificationFacts, id_text, int_u64, json_map, json_payload, micros, opt_micros,
+    source_columns,
 };
 use super::error::{classify, is_statement_level};
 
@@ -870,15 +871,13 @@ impl SqliteTx {
 
     pub(crate) async fn insert_notification(&mut self, n: &Notification) -> R<()> {
         let q = sqlx::query(
-            "INSERT INTO notifications (id, user_id, kind, title, message, data, created_at, \
-             sent_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            "INSERT INTO notifications (id, user_id, kind, data, created_at, sent_at) \
+             VALUES (?, ?, ?, ?, ?, ?)",
         )
         .bind(id_text(n.id.0))
         .bind(id_text(n.user_id.0))
         .bind(n.kind.as_str())
-        .bind(n.title.clone())
-        .bind(n.message.clone())
-        .bind(json_map("data", &n.data)?)
+        .bind(NotificationFacts::of(n).to_json()?)
         .bind(micros(n.created_at))
         .bind(opt_micros(n.sent_at));
         match self.exec(q).await {

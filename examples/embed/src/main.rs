@@ -48,13 +48,18 @@ impl Notifier for StdoutNotifier {
     }
 
     async fn notify(&self, delivery: Delivery<'_>) -> Result<(), NotifyError> {
+        // A notification is data (its kind and facts); each channel writes its own words. The
+        // reference server renders them with templates (`evently_http::texts`).
         let n = delivery.notification;
+        let about = delivery
+            .event
+            .map_or(String::new(), |e| format!(" for {}", e.name));
+        let seats = n.seats.map_or(String::new(), |s| format!(", {s} seat(s)"));
+        let total = n.total.map_or(String::new(), |t| format!(", total {t}"));
         println!(
-            "    -> to {:<20} [{}] {}: {}",
+            "    -> to {:<20} [{}]{about}{seats}{total}",
             delivery.user.email,
             n.kind.as_str(),
-            n.title,
-            n.message
         );
         self.delivered.fetch_add(1, Ordering::Relaxed);
         // A failing channel would return `NotifyError::Transient` (the job is retried with backoff)
