@@ -105,98 +105,127 @@ pub trait EmailTemplates: Send + Sync + 'static {
 #[derive(Debug, Clone, Copy, Default)]
 pub struct DefaultTemplates;
 
+/// The default message bodies (minijinja; `.html` templates escape every value they insert). The
+/// context: `name`, `title`, `message` (from [`NotificationText`]), `kind`, `tickets` (how many are
+/// attached) and `rows` (the details table: `label`, `value`).
+const EMAIL_TEMPLATES: &[(&str, &str)] = &[
+    (
+        "paragraph",
+        r#"{%- if kind == "welcome" -%}
+You can now browse upcoming events and book seats with your account.
+{%- elif kind == "booking_confirmed" and tickets == 1 -%}
+Your ticket is attached as a PDF. Show it, printed or on screen, at the entrance.
+{%- elif kind == "booking_confirmed" -%}
+Your {{ tickets }} tickets are attached as PDF files, one per seat. Show them, printed or on screen, at the entrance.
+{%- elif kind == "booking_cancelled" -%}
+Your tickets for this booking are no longer valid. If you did not ask for this, reply to this message.
+{%- elif kind == "hold_expired" -%}
+The seats were held for you but not confirmed in time, so they were released.
+{%- elif kind == "waitlist_offer" -%}
+Confirm the booking before the offer runs out; after that the seats go to the next person waiting.
+{%- else -%}
+You have left the waitlist for this event; join it again to wait for new seats.
+{%- endif -%}"#,
+    ),
+    (
+        "body.txt",
+        r#"Hello {{ name }},
+
+{{ message }}
+
+{% include "paragraph" %}
+
+{% for row in rows -%}
+{{ row.label }}: {{ row.value }}
+{% endfor %}
+-- 
+Evently
+"#,
+    ),
+    (
+        "body.html",
+        r#"<!DOCTYPE html>
+<html><head><meta charset="utf-8"><title>{{ title }}</title></head>
+<body style="font-family: sans-serif; line-height: 1.4">
+<h1>{{ title }}</h1>
+<p>Hello {{ name }},</p>
+<p>{{ message }}</p>
+<p>{% include "paragraph" %}</p>
+{% if rows %}<table>
+{% for row in rows %}<tr><th align="left">{{ row.label }}</th><td>{{ row.value }}</td></tr>
+{% endfor %}</table>
+{% endif %}<p>&mdash; Evently</p>
+</body></html>
+"#,
+    ),
+];
+
+static EMAIL_ENV: std::sync::LazyLock<minijinja::Environment<'static>> =
+    std::sync::LazyLock::new(|| {
+        let mut env = minijinja::Environment::new();
+        // `paragraph` is included into both bodies: escaped like the body it lands in.
+        env.set_auto_escape_callback(|name| {
+            if name.ends_with(".html") {
+                minijinja::AutoEscape::Html
+            } else {
+                minijinja::AutoEscape::None
+            }
+        });
+        for (name, source) in EMAIL_TEMPLATES {
+            if let Err(e) = env.add_template(name, source) {
+                tracing::error!(template = name, error = %e, "e-mail template does not parse");
+            }
+        }
+        env
+    });
+
+#[derive(serde::Serialize)]
+struct Row {
+    label: &'static str,
+    value: String,
+}
+
 impl EmailTemplates for DefaultTemplates {
     fn render(&self, ctx: &EmailContext<'_>) -> RenderedEmail {
         let n = ctx.notification;
         let words = NotificationText::render(n, &ctx.user.name, ctx.event);
-        // Paragraphs shared by both bodies; (label, value) rows for the details table.
-        let mut paragraphs: Vec<String> = vec![words.message];
-        let mut rows: Vec<(&str, String)> = Vec::new();
+        let row = |label, value| Row { label, value };
+        let mut rows: Vec<Row> = Vec::new();
         if let Some(event) = ctx.event {
-            rows.push(("Event", event.name.clone()));
-            rows.push(("Venue", event.venue.clone()));
-            rows.push(("Starts", human_time(event.starts_at)));
+            rows.push(row("Event", event.name.clone()));
+            rows.push(row("Venue", event.venue.clone()));
+            rows.push(row("Starts", human_time(event.starts_at)));
         }
         if let Some(id) = n.booking_id {
-            rows.push(("Booking", id.to_string()));
+            rows.push(row("Booking", id.to_string()));
         }
-        match n.kind {
-            NotificationKind::Welcome => paragraphs
-                .push("You can now browse upcoming events and book seats with your account.".into()),
-            NotificationKind::BookingConfirmed => {
-                for t in ctx.tickets {
-                    rows.push(("Ticket", t.number.clone()));
-                }
-                paragraphs.push(match ctx.tickets.len() {
-                    1 => "Your ticket is attached as a PDF. Show it, printed or on screen, at the entrance."
-                        .into(),
-                    k => format!(
-                        "Your {k} tickets are attached as PDF files, one per seat. Show them, printed or on screen, at the entrance."
-                    ),
-                });
-            }
-            NotificationKind::BookingCancelled => paragraphs.push(
-                "Your tickets for this booking are no longer valid. If you did not ask for this, reply to this message."
-                    .into(),
-            ),
-            NotificationKind::HoldExpired => paragraphs.push(
-                "The seats were held for you but not confirmed in time, so they were released.".into(),
-            ),
-            NotificationKind::WaitlistOffer => {
-                if let Some(until) = n.offer_expires_at {
-                    rows.push(("Offer valid until", human_time(until)));
-                }
-                paragraphs.push(
-                    "Confirm the booking before the offer runs out; after that the seats go to the next person waiting."
-                        .into(),
-                );
-            }
-            NotificationKind::WaitlistOfferExpired => paragraphs.push(
-                "You have left the waitlist for this event; join it again to wait for new seats.".into(),
-            ),
+        if n.kind == NotificationKind::BookingConfirmed {
+            rows.extend(ctx.tickets.iter().map(|t| row("Ticket", t.number.clone())));
         }
-
-        let mut text = format!("Hello {},\n\n", ctx.user.name);
-        for p in &paragraphs {
-            text.push_str(p);
-            text.push_str("\n\n");
+        if let (NotificationKind::WaitlistOffer, Some(until)) = (n.kind, n.offer_expires_at) {
+            rows.push(row("Offer valid until", human_time(until)));
         }
-        if !rows.is_empty() {
-            let width = rows.iter().map(|(l, _)| l.len()).max().unwrap_or(0);
-            for (label, value) in &rows {
-                text.push_str(&format!("{label:<width$}  {value}\n"));
-            }
-            text.push('\n');
-        }
-        text.push_str("-- \nEvently\n");
-
-        let mut html = String::from("<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>");
-        html.push_str(&escape_html(&words.title));
-        html.push_str(
-            "</title></head>\n<body style=\"font-family: sans-serif; line-height: 1.4\">\n",
-        );
-        html.push_str(&format!("<h1>{}</h1>\n", escape_html(&words.title)));
-        html.push_str(&format!("<p>Hello {},</p>\n", escape_html(&ctx.user.name)));
-        for p in &paragraphs {
-            html.push_str(&format!("<p>{}</p>\n", escape_html(p)));
-        }
-        if !rows.is_empty() {
-            html.push_str("<table>\n");
-            for (label, value) in &rows {
-                html.push_str(&format!(
-                    "<tr><th align=\"left\">{}</th><td>{}</td></tr>\n",
-                    escape_html(label),
-                    escape_html(value)
-                ));
-            }
-            html.push_str("</table>\n");
-        }
-        html.push_str("<p>&mdash; Evently</p>\n</body></html>\n");
-
+        let context = minijinja::context! {
+            name => &ctx.user.name,
+            title => &words.title,
+            message => &words.message,
+            kind => n.kind.as_str(),
+            tickets => ctx.tickets.len(),
+            rows => rows,
+        };
+        let body = |name: &str| {
+            EMAIL_ENV
+                .get_template(name)
+                .and_then(|t| t.render(&context))
+                .unwrap_or_else(|e| {
+                    tracing::error!(template = name, error = %e, "e-mail template failed");
+                    escape_html(&words.message)
+                })
+        };
         RenderedEmail {
-            subject: words.title,
-            text,
-            html,
+            text: body("body.txt"),
+            html: body("body.html"),
+            subject: words.title.clone(),
         }
     }
 }
@@ -811,6 +840,28 @@ mod tests {
                 r.text.contains("Offer valid until"),
                 kind == NotificationKind::WaitlistOffer
             );
+        }
+    }
+
+    #[test]
+    fn the_email_templates_parse_and_render() {
+        for (name, source) in EMAIL_TEMPLATES {
+            minijinja::Environment::new()
+                .template_from_named_str(name, source)
+                .unwrap_or_else(|e| panic!("{name}: {e}"));
+        }
+        for name in ["body.txt", "body.html"] {
+            let rendered = EMAIL_ENV
+                .get_template(name)
+                .and_then(|t| {
+                    t.render(minijinja::context! {
+                        name => "Ada", title => "T", message => "M", kind => "welcome",
+                        tickets => 0, rows => Vec::<Row>::new(),
+                    })
+                })
+                .unwrap_or_else(|e| panic!("{name}: {e}"));
+            assert!(rendered.contains("Hello Ada,"), "{rendered}");
+            assert!(rendered.contains("browse upcoming events"), "{rendered}");
         }
     }
 
