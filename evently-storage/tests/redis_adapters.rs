@@ -38,6 +38,21 @@ evently_conformance::store_conformance_tests!(mod cached_memory_conformance, asy
     Arc::new(CachedStore::new(Arc::new(MemoryStore::new()), connection().await))
 });
 
+// And over each SQL store, whose change sets the cache forwards.
+evently_conformance::store_conformance_tests!(mod cached_sqlite_conformance, async || -> Arc<dyn Store> {
+    let inner = evently_storage::SqliteStore::open_in_memory()
+        .await
+        .expect("an in-memory SQLite store");
+    Arc::new(CachedStore::new(Arc::new(inner), connection().await))
+});
+
+evently_conformance::store_conformance_tests!(mod cached_postgres_conformance, async || -> Arc<dyn Store> {
+    let inner = evently_storage::postgres::testing::fresh_store()
+        .await
+        .expect("create a private PostgreSQL test database");
+    Arc::new(CachedStore::new(Arc::new(inner), connection().await))
+});
+
 async fn engine_with_event(store: &CachedStore, capacity: u32) -> (Evently, Actor, Event) {
     let engine = Evently::builder()
         .store(Arc::new(store.clone()))
