@@ -69,16 +69,23 @@ const TEMPLATES: &[(&str, &str)] = &[
     ),
 ];
 
-static ENV: LazyLock<Environment<'static>> = LazyLock::new(|| {
+static ENV: LazyLock<Environment<'static>> = LazyLock::new(|| environment(TEMPLATES));
+
+/// An environment holding `templates` (name, source). minijinja escapes what a template inserts
+/// when its name ends in `.html`, and nothing otherwise. The sources are constants, each checked by
+/// a test: one that does not parse is logged and left out (rendering it then fails, and the caller
+/// falls back).
+pub(crate) fn environment(
+    templates: &'static [(&'static str, &'static str)],
+) -> Environment<'static> {
     let mut env = Environment::new();
-    for (name, source) in TEMPLATES {
-        // The sources are constants, checked by this module's tests: a failure is a bug here.
+    for (name, source) in templates {
         if let Err(e) = env.add_template(name, source) {
-            tracing::error!(template = name, error = %e, "notification template does not parse");
+            tracing::error!(template = name, error = %e, "template does not parse");
         }
     }
     env
-});
+}
 
 /// What a template may use. Times as RFC 3339 (UTC), money as "<minor units> <currency>".
 #[derive(Serialize)]

@@ -12,6 +12,7 @@
 //! Every store passes the same conformance suite (the `evently-conformance` crate), which an
 //! integrator can run against their own store too.
 #![warn(missing_docs)]
+#![forbid(unsafe_code)]
 
 #[cfg(any(feature = "redis", feature = "postgres"))]
 mod group_commit;

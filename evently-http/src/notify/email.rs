@@ -105,7 +105,8 @@ pub trait EmailTemplates: Send + Sync + 'static {
 #[derive(Debug, Clone, Copy, Default)]
 pub struct DefaultTemplates;
 
-/// The default message bodies (minijinja; `.html` templates escape every value they insert). The
+/// The default message bodies (minijinja; `.html` templates escape every value they insert, and
+/// `paragraph`, included in both, inserts nothing a user chose). The
 /// context: `name`, `title`, `message` (from [`NotificationText`]), `kind`, `tickets` (how many are
 /// attached) and `rows` (the details table: `label`, `value`).
 const EMAIL_TEMPLATES: &[(&str, &str)] = &[
@@ -161,23 +162,7 @@ Evently
 ];
 
 static EMAIL_ENV: std::sync::LazyLock<minijinja::Environment<'static>> =
-    std::sync::LazyLock::new(|| {
-        let mut env = minijinja::Environment::new();
-        // `paragraph` is included into both bodies: escaped like the body it lands in.
-        env.set_auto_escape_callback(|name| {
-            if name.ends_with(".html") {
-                minijinja::AutoEscape::Html
-            } else {
-                minijinja::AutoEscape::None
-            }
-        });
-        for (name, source) in EMAIL_TEMPLATES {
-            if let Err(e) = env.add_template(name, source) {
-                tracing::error!(template = name, error = %e, "e-mail template does not parse");
-            }
-        }
-        env
-    });
+    std::sync::LazyLock::new(|| crate::texts::environment(EMAIL_TEMPLATES));
 
 #[derive(serde::Serialize)]
 struct Row {
