@@ -4,13 +4,14 @@
 
 use chrono::{DateTime, Utc};
 use evently_core::{
-    Availability, Booking, BookingSource, Currency, Error as CoreError, Event, Money, NewEvent,
-    User,
+    Availability, Booking, BookingSource, BookingStatus, Currency, Error as CoreError, Event,
+    EventPatch, Money, NewEvent, Notification, User, WaitlistEntry,
 };
 use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
 
 /// Money on the wire: `{"minor": 4900, "currency": "EUR"}`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PriceDto {
     /// Amount in minor units (cents).
@@ -43,7 +44,7 @@ impl PriceDto {
 }
 
 /// `POST /auth/register`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RegisterRequest {
     /// E-mail address (compared case-insensitively).
@@ -55,7 +56,7 @@ pub struct RegisterRequest {
 }
 
 /// `POST /auth/login`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct LoginRequest {
     /// E-mail address.
@@ -65,7 +66,7 @@ pub struct LoginRequest {
 }
 
 /// The answer to a successful login.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct TokenResponse {
     /// The bearer token to send as `Authorization: Bearer <token>`.
     pub access_token: String,
@@ -76,7 +77,7 @@ pub struct TokenResponse {
 }
 
 /// A user as the API shows it (never the password hash).
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct UserResponse {
     /// Identifier.
     pub id: String,
@@ -103,7 +104,7 @@ impl From<&User> for UserResponse {
 }
 
 /// `POST /events` (admins).
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateEventRequest {
     /// Name, 1 to 200 characters.
@@ -144,7 +145,8 @@ impl CreateEventRequest {
 }
 
 /// Query of `GET /events`.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct ListEventsQuery {
     /// Only this category.
@@ -152,13 +154,14 @@ pub struct ListEventsQuery {
     /// Only events starting at or after this time (RFC 3339).
     pub starts_after: Option<DateTime<Utc>>,
     /// Page size, 1 to 500 (default 50).
+    #[param(minimum = 1, maximum = 500)]
     pub limit: Option<u32>,
     /// Events to skip (default 0).
     pub offset: Option<u32>,
 }
 
 /// An event as the API shows it.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct EventResponse {
     /// Identifier.
     pub id: String,
@@ -212,7 +215,7 @@ impl From<&Event> for EventResponse {
 }
 
 /// Seats of an event at one moment.
-#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, ToSchema)]
 pub struct AvailabilityResponse {
     /// Seats in total.
     pub capacity: u32,
@@ -239,7 +242,7 @@ impl From<Availability> for AvailabilityResponse {
 }
 
 /// `GET /events/{id}`: the event and its current availability.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct EventDetailResponse {
     /// The event.
     #[serde(flatten)]
@@ -249,7 +252,7 @@ pub struct EventDetailResponse {
 }
 
 /// One page of events.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct EventPage {
     /// The events, by start time.
     pub items: Vec<EventResponse>,
@@ -260,7 +263,7 @@ pub struct EventPage {
 }
 
 /// What `POST /events/{id}/bookings` does.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum BookingMode {
     /// Buy now: confirmed at once, tickets issued.
@@ -271,10 +274,11 @@ pub enum BookingMode {
 }
 
 /// `POST /events/{id}/bookings`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateBookingRequest {
     /// Seats, at least 1.
+    #[schema(minimum = 1)]
     pub quantity: u32,
     /// `"book"` (default) or `"hold"`.
     #[serde(default)]
@@ -284,7 +288,7 @@ pub struct CreateBookingRequest {
 }
 
 /// A booking as the API shows it.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct BookingResponse {
     /// Identifier.
     pub id: String,
@@ -335,14 +339,14 @@ impl From<&Booking> for BookingResponse {
 }
 
 /// `GET /healthz` and `GET /readyz`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct StatusResponse {
     /// `"ok"` or `"ready"`.
     pub status: String,
 }
 
 /// `GET /push/vapid-public-key`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct VapidPublicKeyResponse {
     /// The server's VAPID public key, an uncompressed P-256 point in base64url without padding: the
     /// `applicationServerKey` of `pushManager.subscribe`.
@@ -350,7 +354,7 @@ pub struct VapidPublicKeyResponse {
 }
 
 /// The keys of a browser's push subscription.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PushKeysDto {
     /// The browser's P-256 public key: 65 bytes (an uncompressed point), base64url.
@@ -360,7 +364,7 @@ pub struct PushKeysDto {
 }
 
 /// `POST /me/push-subscriptions`: what the browser's `PushSubscription.toJSON()` returns.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PushSubscriptionRequest {
     /// The push service URL.
@@ -374,7 +378,7 @@ pub struct PushSubscriptionRequest {
 }
 
 /// `DELETE /me/push-subscriptions`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PushUnsubscribeRequest {
     /// The endpoint of the subscription to remove.
@@ -382,7 +386,7 @@ pub struct PushUnsubscribeRequest {
 }
 
 /// A stored push subscription (its keys are not echoed).
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct PushSubscriptionResponse {
     /// Identifier.
     pub id: String,
@@ -400,4 +404,264 @@ impl From<&evently_core::PushSubscription> for PushSubscriptionResponse {
             created_at: s.created_at,
         }
     }
+}
+
+/// `PATCH /events/{id}` (admins): the fields to change; the others stay. The version the editor saw
+/// goes in `version` or in an `If-Match` header (the event's `ETag`).
+#[derive(Debug, Clone, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateEventRequest {
+    /// The event's `version` when the editor read it; a different stored version is a 409.
+    pub version: Option<u64>,
+    /// New name, 1 to 200 characters.
+    pub name: Option<String>,
+    /// New description.
+    pub description: Option<String>,
+    /// New venue.
+    pub venue: Option<String>,
+    /// New category.
+    pub category: Option<String>,
+    /// New start.
+    pub starts_at: Option<DateTime<Utc>>,
+    /// New end, after the start.
+    pub ends_at: Option<DateTime<Utc>>,
+    /// New capacity; not below the seats already held or sold (422 otherwise).
+    pub capacity: Option<u32>,
+    /// New price of one seat (existing bookings keep theirs).
+    pub price: Option<PriceDto>,
+    /// `false` stops sales; `true` resumes them.
+    pub active: Option<bool>,
+}
+
+impl UpdateEventRequest {
+    /// The domain patch, expecting `version`.
+    pub fn into_patch(self, version: u64) -> Result<EventPatch, CoreError> {
+        Ok(EventPatch {
+            expected_version: version,
+            name: self.name,
+            description: self.description,
+            venue: self.venue,
+            category: self.category,
+            starts_at: self.starts_at,
+            ends_at: self.ends_at,
+            capacity: self.capacity,
+            price: self.price.map(|p| p.to_money()).transpose()?,
+            active: self.active,
+        })
+    }
+}
+
+/// `POST /events/{id}/deactivate` (admins). The version may come in an `If-Match` header instead.
+#[derive(Debug, Clone, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DeactivateEventRequest {
+    /// The event's `version` when the editor read it; a different stored version is a 409.
+    pub version: Option<u64>,
+}
+
+/// A booking's status, as a filter.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum BookingStatusDto {
+    /// Seats reserved until `held_until`.
+    Held,
+    /// Sold.
+    Confirmed,
+    /// Cancelled by its owner or an admin.
+    Cancelled,
+    /// A hold that ran out.
+    Expired,
+}
+
+impl From<BookingStatusDto> for BookingStatus {
+    fn from(s: BookingStatusDto) -> Self {
+        match s {
+            BookingStatusDto::Held => BookingStatus::Held,
+            BookingStatusDto::Confirmed => BookingStatus::Confirmed,
+            BookingStatusDto::Cancelled => BookingStatus::Cancelled,
+            BookingStatusDto::Expired => BookingStatus::Expired,
+        }
+    }
+}
+
+/// Query of the booking lists (`GET /me/bookings`, `GET /events/{id}/bookings`).
+#[derive(Debug, Clone, Default, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub struct ListBookingsQuery {
+    /// Only bookings in this status.
+    pub status: Option<BookingStatusDto>,
+    /// Page size, 1 to 100 (default 20).
+    #[param(minimum = 1, maximum = 100)]
+    pub limit: Option<u32>,
+    /// The `next_cursor` of the previous page; absent for the first page.
+    pub cursor: Option<String>,
+}
+
+/// One page of bookings.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct BookingPage {
+    /// The bookings.
+    pub items: Vec<BookingResponse>,
+    /// Pass as `cursor` for the next page; absent on the last page. Bookings made after the first page
+    /// was read never shift the pages.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next_cursor: Option<String>,
+}
+
+/// `POST /events/{id}/waitlist`.
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct JoinWaitlistRequest {
+    /// Seats wanted, at least 1; an offer holds this many.
+    #[schema(minimum = 1)]
+    pub quantity: u32,
+}
+
+/// A waitlist entry as the API shows it.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct WaitlistEntryResponse {
+    /// Identifier.
+    pub id: String,
+    /// The event.
+    pub event_id: String,
+    /// Who waits.
+    pub user_id: String,
+    /// Seats wanted.
+    pub quantity: u32,
+    /// Place in the queue, 1 first, while waiting (an offered entry has left the queue).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub position: Option<u32>,
+    /// `waiting`, `offered`, `accepted`, `expired` or `left`.
+    pub status: String,
+    /// When the user joined.
+    pub joined_at: DateTime<Utc>,
+    /// When seats were offered.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub notified_at: Option<DateTime<Utc>>,
+    /// Until when the offer stands (accept before it).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub offer_expires_at: Option<DateTime<Utc>>,
+    /// The hold made for the offer.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub offer_booking_id: Option<String>,
+}
+
+impl From<&WaitlistEntry> for WaitlistEntryResponse {
+    fn from(e: &WaitlistEntry) -> Self {
+        Self {
+            id: e.id.to_string(),
+            event_id: e.event_id.to_string(),
+            user_id: e.user_id.to_string(),
+            quantity: e.quantity,
+            position: e.position,
+            status: e.status.as_str().to_owned(),
+            joined_at: e.joined_at,
+            notified_at: e.notified_at,
+            offer_expires_at: e.offer_expires_at,
+            offer_booking_id: e.offer_booking_id.map(|b| b.to_string()),
+        }
+    }
+}
+
+/// An event's waitlist (admins).
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct WaitlistResponse {
+    /// The live entries (waiting or offered), first in line first.
+    pub items: Vec<WaitlistEntryResponse>,
+}
+
+/// Query of `GET /me/notifications`.
+#[derive(Debug, Clone, Default, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub struct ListNotificationsQuery {
+    /// How many, newest first, 1 to 100 (default 20).
+    #[param(minimum = 1, maximum = 100)]
+    pub limit: Option<u32>,
+}
+
+/// A notification as the API shows it: its facts and its text.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct NotificationResponse {
+    /// Identifier.
+    pub id: String,
+    /// What happened: `welcome`, `booking_confirmed`, `booking_cancelled`, `waitlist_offer`, ...
+    pub kind: String,
+    /// Short title.
+    pub title: String,
+    /// One or two sentences.
+    pub message: String,
+    /// The event it is about.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub event_id: Option<String>,
+    /// The booking it is about.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub booking_id: Option<String>,
+    /// When it was made.
+    pub created_at: DateTime<Utc>,
+    /// When a channel (e-mail, push) delivered it, if one did.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sent_at: Option<DateTime<Utc>>,
+}
+
+impl NotificationResponse {
+    /// `n` with its text rendered for a recipient called `name`, about `event`.
+    pub fn new(n: &Notification, name: &str, event: Option<&Event>) -> Self {
+        let text = crate::texts::NotificationText::render(n, name, event);
+        Self {
+            id: n.id.to_string(),
+            kind: n.kind.as_str().to_owned(),
+            title: text.title,
+            message: text.message,
+            event_id: n.event_id.map(|e| e.to_string()),
+            booking_id: n.booking_id.map(|b| b.to_string()),
+            created_at: n.created_at,
+            sent_at: n.sent_at,
+        }
+    }
+}
+
+/// `GET /me/notifications`.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct NotificationList {
+    /// Newest first.
+    pub items: Vec<NotificationResponse>,
+}
+
+/// A ticket as the API shows it.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct TicketResponse {
+    /// Identifier.
+    pub id: String,
+    /// The booking.
+    pub booking_id: String,
+    /// The event.
+    pub event_id: String,
+    /// The number printed on the ticket.
+    pub number: String,
+    /// What its QR code encodes.
+    pub qr_payload: String,
+    /// When it was issued.
+    pub issued_at: DateTime<Utc>,
+}
+
+impl From<&evently_core::Ticket> for TicketResponse {
+    fn from(t: &evently_core::Ticket) -> Self {
+        Self {
+            id: t.id.to_string(),
+            booking_id: t.booking_id.to_string(),
+            event_id: t.event_id.to_string(),
+            number: t.number.clone(),
+            qr_payload: t.qr_payload.clone(),
+            issued_at: t.issued_at,
+        }
+    }
+}
+
+/// `GET /bookings/{id}/tickets`.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct TicketList {
+    /// One per seat.
+    pub items: Vec<TicketResponse>,
 }

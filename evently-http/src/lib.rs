@@ -82,6 +82,7 @@ pub mod error;
 pub mod extract;
 #[cfg(feature = "server")]
 pub mod notify;
+pub mod openapi;
 mod routes;
 pub mod texts;
 #[cfg(feature = "server")]
@@ -233,10 +234,13 @@ impl AppState {
     }
 }
 
-/// The whole API as a [`Router`] with its state applied: every route, JSON 404/405 fallbacks, a
-/// [`MAX_BODY_BYTES`] body limit and request tracing.
+/// The whole API as a [`Router`] with its state applied: every route, its OpenAPI document at
+/// `GET /openapi.json` and Swagger UI at `GET /docs` (bundled, nothing fetched from elsewhere), JSON
+/// 404/405 fallbacks, a [`MAX_BODY_BYTES`] body limit and request tracing.
 pub fn app(state: AppState) -> Router {
-    routes::router()
+    let (routes, openapi) = routes::router();
+    routes
+        .merge(utoipa_swagger_ui::SwaggerUi::new("/docs").url("/openapi.json", openapi))
         .fallback(|| async { ApiError::NoRoute })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))

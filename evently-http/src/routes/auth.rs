@@ -10,6 +10,11 @@ use crate::error::ApiError;
 use crate::extract::Json;
 
 /// `POST /auth/register`: a new account with the `user` role; 201 with the user.
+#[utoipa::path(post, path = "/auth/register", tag = "auth", request_body = RegisterRequest,
+    responses(
+        (status = 201, description = "The new user", body = UserResponse),
+        (status = 409, description = "The e-mail is taken (`conflict`)", body = crate::openapi::ErrorBody),
+    ))]
 pub(crate) async fn register(
     State(state): State<AppState>,
     Json(body): Json<RegisterRequest>,
@@ -23,6 +28,11 @@ pub(crate) async fn register(
 
 /// `POST /auth/login`: a bearer token for a correct e-mail and password. An unknown e-mail and a wrong
 /// password get the same 401 after the same amount of hashing work.
+#[utoipa::path(post, path = "/auth/login", tag = "auth", request_body = LoginRequest,
+    responses(
+        (status = 200, description = "A bearer token", body = TokenResponse),
+        (status = 401, description = "Wrong e-mail or password (`invalid_credentials`)", body = crate::openapi::ErrorBody),
+    ))]
 pub(crate) async fn login(
     State(state): State<AppState>,
     Json(body): Json<LoginRequest>,

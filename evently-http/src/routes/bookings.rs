@@ -1,17 +1,26 @@
-//! Bookings: book or hold seats, read, confirm and cancel one's own bookings.
+//! Bookings: book or hold seats, read, list, confirm and cancel one's own bookings; admins list an
+//! event's bookings; a booking's tickets.
 
 use std::time::Duration;
 
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
-use evently_core::{BookingId, BookingRequest, Error as CoreError, EventId, Reservation};
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use chrono::{DateTime, Utc};
+use evently_core::{
+    Booking, BookingId, BookingRequest, BookingStatus, Error as CoreError, EventId, Reservation,
+};
 use uuid::Uuid;
 
 use crate::AppState;
 use crate::auth::AuthUser;
-use crate::dto::{BookingMode, BookingResponse, CreateBookingRequest};
+use crate::dto::{
+    BookingMode, BookingPage, BookingResponse, CreateBookingRequest, ListBookingsQuery, TicketList,
+    TicketResponse,
+};
 use crate::error::ApiError;
-use crate::extract::{Json, Path};
+use crate::extract::{Json, Path, Query};
 
 /// The request header that makes a booking request safe to retry.
 pub(crate) const IDEMPOTENCY_KEY: &str = "idempotency-key";
@@ -20,6 +29,20 @@ pub(crate) const IDEMPOTENCY_KEY: &str = "idempotency-key";
 ///
 /// With an `Idempotency-Key` header, repeating the request returns the booking the first one made
 /// (200) instead of booking again; the same key with another event or quantity is a 409.
+#[utoipa::path(post, path = "/events/{id}/bookings", tag = "bookings", request_body = CreateBookingRequest,
+    params(
+        ("id" = Uuid, Path, description = "The event"),
+        ("Idempotency-Key" = Option<String>, Header,
+            description = "1 to 200 visible ASCII characters: a retry with the same key returns the first booking"),
+    ),
+    security(("bearer" = [])),
+    responses(
+        (status = 201, description = "The new booking", body = BookingResponse),
+        (status = 200, description = "An earlier request with this Idempotency-Key made this booking", body = BookingResponse),
+        (status = 404, description = "No such event", body = crate::openapi::ErrorBody),
+        (status = 409, description = "`sold_out`, `event_closed`, or the key was used for another request (`conflict`)", body = crate::openapi::ErrorBody),
+        (status = 502, description = "The event's pricing policy failed (`policy_failed`)", body = crate::openapi::ErrorBody),
+    ))]
 pub(crate) async fn create(
     State(state): State<AppState>,
     AuthUser(actor): AuthUser,
@@ -94,6 +117,12 @@ fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
 }
 
 /// `GET /bookings/{id}`: one's own booking (admins: any). Someone else's is a 404.
+#[utoipa::path(get, path = "/bookings/{id}", tag = "bookings",
+    params(("id" = Uuid, Path, description = "The booking")), security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The booking", body = BookingResponse),
+        (status = 404, description = "No such booking, or not yours", body = crate::openapi::ErrorBody),
+    ))]
 pub(crate) async fn get(
     State(state): State<AppState>,
     AuthUser(actor): AuthUser,
@@ -104,6 +133,15 @@ pub(crate) async fn get(
 }
 
 /// `POST /bookings/{id}/confirm`: turns a hold into a sale (410 once the hold has run out).
+#[utoipa::path(post, path = "/bookings/{id}/confirm", tag = "bookings",
+    params(("id" = Uuid, Path, description = "The booking")), security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The confirmed booking", body = BookingResponse),
+        (status = 404, description = "No such booking, or not yours", body = crate::openapi::ErrorBody),
+        (status = 409, description = "Cancelled or expired (`invalid_transition`)", body = crate::openapi::ErrorBody),
+        (status = 410, description = "The hold ran out (`hold_expired`)", body = crate::openapi::ErrorBody),
+        (status = 502, description = "The event's waitlist policy failed (`policy_failed`)", body = crate::openapi::ErrorBody),
+    ))]
 pub(crate) async fn confirm(
     State(state): State<AppState>,
     AuthUser(actor): AuthUser,
@@ -116,6 +154,14 @@ pub(crate) async fn confirm(
 
 /// `POST /bookings/{id}/cancel`: cancels and frees the seats. Cancelling again returns the cancelled
 /// booking unchanged.
+#[utoipa::path(post, path = "/bookings/{id}/cancel", tag = "bookings",
+    params(("id" = Uuid, Path, description = "The booking")), security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The cancelled booking", body = BookingResponse),
+        (status = 404, description = "No such booking, or not yours", body = crate::openapi::ErrorBody),
+        (status = 409, description = "Expired (`invalid_transition`)", body = crate::openapi::ErrorBody),
+        (status = 502, description = "The event's waitlist policy failed (`policy_failed`)", body = crate::openapi::ErrorBody),
+    ))]
 pub(crate) async fn cancel(
     State(state): State<AppState>,
     AuthUser(actor): AuthUser,
@@ -124,4 +170,134 @@ pub(crate) async fn cancel(
     let booking = state.engine().cancel(&actor, BookingId(id)).await?;
     tracing::info!(booking_id = %booking.id, "booking cancelled");
     Ok(Json(BookingResponse::from(&booking)))
+}
+
+/// Page size of the booking lists when the query names none.
+const DEFAULT_PAGE: u32 = 20;
+/// Largest page of the booking lists.
+const MAX_PAGE: u32 = 100;
+
+/// `GET /me/bookings`: your bookings, newest first, optionally of one status, a page at a time.
+#[utoipa::path(get, path = "/me/bookings", tag = "bookings", params(ListBookingsQuery),
+    security(("bearer" = [])),
+    responses((status = 200, description = "A page of your bookings, newest first", body = BookingPage)))]
+pub(crate) async fn mine(
+    State(state): State<AppState>,
+    AuthUser(actor): AuthUser,
+    Query(q): Query<ListBookingsQuery>,
+) -> Result<Json<BookingPage>, ApiError> {
+    let bookings = state.engine().my_bookings(&actor).await?;
+    page(bookings, q, Order::NewestFirst).map(Json)
+}
+
+/// `GET /events/{id}/bookings` (admins): the event's bookings, oldest first, optionally of one
+/// status, a page at a time.
+#[utoipa::path(get, path = "/events/{id}/bookings", tag = "bookings",
+    params(("id" = Uuid, Path, description = "The event"), ListBookingsQuery),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "A page of the event's bookings, oldest first", body = BookingPage),
+        (status = 403, description = "Admins only", body = crate::openapi::ErrorBody),
+        (status = 404, description = "No such event", body = crate::openapi::ErrorBody),
+    ))]
+pub(crate) async fn of_event(
+    State(state): State<AppState>,
+    AuthUser(actor): AuthUser,
+    Path(event_id): Path<Uuid>,
+    Query(q): Query<ListBookingsQuery>,
+) -> Result<Json<BookingPage>, ApiError> {
+    let id = EventId(event_id);
+    let bookings = state.engine().event_bookings(&actor, id).await?;
+    if bookings.is_empty() {
+        // An empty list for an event that does not exist would hide a typo in the id.
+        state.engine().event(id).await?;
+    }
+    page(bookings, q, Order::OldestFirst).map(Json)
+}
+
+/// `GET /bookings/{id}/tickets`: the booking's tickets, one per seat (its owner or an admin).
+#[utoipa::path(get, path = "/bookings/{id}/tickets", tag = "tickets",
+    params(("id" = Uuid, Path, description = "The booking")), security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The tickets (none until the booking is confirmed)", body = TicketList),
+        (status = 404, description = "No such booking, or not yours", body = crate::openapi::ErrorBody),
+    ))]
+pub(crate) async fn tickets(
+    State(state): State<AppState>,
+    AuthUser(actor): AuthUser,
+    Path(id): Path<Uuid>,
+) -> Result<Json<TicketList>, ApiError> {
+    let tickets = state.engine().tickets(&actor, BookingId(id)).await?;
+    Ok(Json(TicketList {
+        items: tickets.iter().map(TicketResponse::from).collect(),
+    }))
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Order {
+    NewestFirst,
+    OldestFirst,
+}
+
+/// Where a booking sits in a list: creation time, then id. A cursor names the last booking of a
+/// page by this key, so bookings made later never shift the pages already read.
+type Key = (DateTime<Utc>, Uuid);
+
+fn key(b: &Booking) -> Key {
+    (b.created_at, b.id.0)
+}
+
+/// The page of `bookings` that `q` asks for, in `order`.
+fn page(
+    mut bookings: Vec<Booking>,
+    q: ListBookingsQuery,
+    order: Order,
+) -> Result<BookingPage, ApiError> {
+    let limit = q.limit.unwrap_or(DEFAULT_PAGE);
+    if !(1..=MAX_PAGE).contains(&limit) {
+        return Err(ApiError::validation(
+            "limit",
+            format!("must be 1 to {MAX_PAGE}"),
+        ));
+    }
+    let after = q.cursor.as_deref().map(decode_cursor).transpose()?;
+    bookings.sort_by_key(key);
+    if order == Order::NewestFirst {
+        bookings.reverse();
+    }
+    let status = q.status.map(BookingStatus::from);
+    let mut items = bookings.iter().filter(|b| {
+        status.is_none_or(|s| b.status == s)
+            && after.is_none_or(|a| match order {
+                Order::NewestFirst => key(b) < a,
+                Order::OldestFirst => key(b) > a,
+            })
+    });
+    let page: Vec<&Booking> = items.by_ref().take(limit as usize).collect();
+    let next_cursor = match (items.next(), page.last()) {
+        (Some(_), Some(last)) => Some(encode_cursor(key(last))),
+        _ => None,
+    };
+    Ok(BookingPage {
+        items: page.into_iter().map(BookingResponse::from).collect(),
+        next_cursor,
+    })
+}
+
+fn encode_cursor((at, id): Key) -> String {
+    URL_SAFE_NO_PAD.encode(format!("{}/{id}", at.timestamp_micros()))
+}
+
+fn decode_cursor(cursor: &str) -> Result<Key, ApiError> {
+    let bad = || ApiError::validation("cursor", "not a cursor this server issued");
+    let text = URL_SAFE_NO_PAD.decode(cursor).map_err(|_| bad())?;
+    let text = std::str::from_utf8(&text).map_err(|_| bad())?;
+    let (micros, id) = text.split_once('/').ok_or_else(bad)?;
+    let at = micros
+        .parse::<i64>()
+        .ok()
+        .and_then(DateTime::from_timestamp_micros)
+        .ok_or_else(bad)?;
+    let id = Uuid::parse_str(id).map_err(|_| bad())?;
+    Ok((at, id))
 }

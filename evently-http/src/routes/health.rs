@@ -13,6 +13,8 @@ use crate::extract::Json;
 const PING_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// `GET /healthz`: the process answers. Touches nothing else.
+#[utoipa::path(get, path = "/healthz", tag = "health",
+    responses((status = 200, description = "The process answers", body = StatusResponse)))]
 pub(crate) async fn healthz() -> Json<StatusResponse> {
     Json(StatusResponse {
         status: "ok".into(),
@@ -20,6 +22,8 @@ pub(crate) async fn healthz() -> Json<StatusResponse> {
 }
 
 /// `GET /readyz`: the store answers a ping within two seconds, else 503.
+#[utoipa::path(get, path = "/readyz", tag = "health",
+    responses((status = 200, description = "The store answers", body = StatusResponse)))]
 pub(crate) async fn readyz(
     State(state): State<AppState>,
 ) -> Result<Json<StatusResponse>, ApiError> {

@@ -1,32 +1,48 @@
-//! The routes and their handlers, one module per resource.
+//! The routes and their handlers, one module per resource. Each handler carries its
+//! `#[utoipa::path]` annotation; [`router`] collects both, so a route cannot exist without its place
+//! in the OpenAPI document.
 
 mod auth;
 mod bookings;
 mod events;
 mod health;
+mod me;
 mod push;
+mod waitlist;
 
 use axum::Router;
-use axum::routing::{get, post};
+use utoipa::OpenApi;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use crate::AppState;
+use crate::openapi::ApiDoc;
 
-/// Every route of the API, without fallbacks or layers (see [`crate::app`]).
-pub(crate) fn router() -> Router<AppState> {
-    Router::new()
-        .route("/healthz", get(health::healthz))
-        .route("/readyz", get(health::readyz))
-        .route("/auth/register", post(auth::register))
-        .route("/auth/login", post(auth::login))
-        .route("/events", get(events::list).post(events::create))
-        .route("/events/{id}", get(events::get))
-        .route("/events/{id}/bookings", post(bookings::create))
-        .route("/bookings/{id}", get(bookings::get))
-        .route("/bookings/{id}/confirm", post(bookings::confirm))
-        .route("/bookings/{id}/cancel", post(bookings::cancel))
-        .route("/push/vapid-public-key", get(push::vapid_public_key))
-        .route(
-            "/me/push-subscriptions",
-            post(push::subscribe).delete(push::unsubscribe),
-        )
+/// Every route of the API, without fallbacks or layers (see [`crate::app`]), and the OpenAPI document
+/// describing them.
+pub(crate) fn router() -> (Router<AppState>, utoipa::openapi::OpenApi) {
+    let (router, mut doc) = OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .routes(routes!(health::healthz))
+        .routes(routes!(health::readyz))
+        .routes(routes!(auth::register))
+        .routes(routes!(auth::login))
+        .routes(routes!(events::list, events::create))
+        .routes(routes!(events::get, events::update))
+        .routes(routes!(events::deactivate))
+        .routes(routes!(bookings::create, bookings::of_event))
+        .routes(routes!(bookings::get))
+        .routes(routes!(bookings::confirm))
+        .routes(routes!(bookings::cancel))
+        .routes(routes!(bookings::tickets))
+        .routes(routes!(bookings::mine))
+        .routes(routes!(waitlist::join, waitlist::list))
+        .routes(routes!(waitlist::mine, waitlist::leave))
+        .routes(routes!(waitlist::accept))
+        .routes(routes!(me::profile))
+        .routes(routes!(me::notifications))
+        .routes(routes!(push::vapid_public_key))
+        .routes(routes!(push::subscribe, push::unsubscribe))
+        .split_for_parts();
+    crate::openapi::complete(&mut doc);
+    (router, doc)
 }

@@ -19,6 +19,11 @@ const MAX_ENDPOINT_LEN: usize = 2048;
 
 /// `GET /push/vapid-public-key`: the `applicationServerKey` for `pushManager.subscribe`; 404
 /// `push_not_configured` when the server has no VAPID key.
+#[utoipa::path(get, path = "/push/vapid-public-key", tag = "push",
+    responses(
+        (status = 200, description = "The server's VAPID public key", body = VapidPublicKeyResponse),
+        (status = 404, description = "Web push is not configured (`push_not_configured`)", body = crate::openapi::ErrorBody),
+    ))]
 pub(crate) async fn vapid_public_key(
     State(state): State<AppState>,
 ) -> Result<Json<VapidPublicKeyResponse>, ApiError> {
@@ -31,6 +36,9 @@ pub(crate) async fn vapid_public_key(
 /// `POST /me/push-subscriptions`: stores (or refreshes, keyed by endpoint) a browser's subscription;
 /// 201 with it. 422 `validation_failed` naming `endpoint`, `keys.p256dh` or `keys.auth` when one is
 /// unusable.
+#[utoipa::path(post, path = "/me/push-subscriptions", tag = "push", request_body = PushSubscriptionRequest,
+    security(("bearer" = [])),
+    responses((status = 201, description = "The stored subscription", body = PushSubscriptionResponse)))]
 pub(crate) async fn subscribe(
     State(state): State<AppState>,
     AuthUser(actor): AuthUser,
@@ -64,6 +72,12 @@ pub(crate) async fn subscribe(
 
 /// `DELETE /me/push-subscriptions`: removes one of the user's subscriptions by endpoint; 204, or 404
 /// when the user has none with that endpoint.
+#[utoipa::path(delete, path = "/me/push-subscriptions", tag = "push", request_body = PushUnsubscribeRequest,
+    security(("bearer" = [])),
+    responses(
+        (status = 204, description = "Removed"),
+        (status = 404, description = "You have no subscription with this endpoint", body = crate::openapi::ErrorBody),
+    ))]
 pub(crate) async fn unsubscribe(
     State(state): State<AppState>,
     AuthUser(actor): AuthUser,
