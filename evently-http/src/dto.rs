@@ -490,6 +490,7 @@ impl From<BookingStatusDto> for BookingStatus {
 #[serde(deny_unknown_fields)]
 pub struct ListBookingsQuery {
     /// Only bookings in this status.
+    #[param(inline)]
     pub status: Option<BookingStatusDto>,
     /// Page size, 1 to 100 (default 20).
     #[param(minimum = 1, maximum = 100)]

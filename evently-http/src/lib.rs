@@ -238,9 +238,12 @@ impl AppState {
 /// `GET /openapi.json` and Swagger UI at `GET /docs` (bundled, nothing fetched from elsewhere), JSON
 /// 404/405 fallbacks, a [`MAX_BODY_BYTES`] body limit and request tracing.
 pub fn app(state: AppState) -> Router {
-    let (routes, openapi) = routes::router();
+    let (routes, doc) = routes::router();
     routes
-        .merge(utoipa_swagger_ui::SwaggerUi::new("/docs").url("/openapi.json", openapi))
+        .merge(
+            utoipa_swagger_ui::SwaggerUi::new("/docs")
+                .external_url_unchecked("/openapi.json", openapi::to_json(&doc)),
+        )
         .fallback(|| async { ApiError::NoRoute })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))

@@ -7,6 +7,10 @@
 //! forget one: a route with path or query parameters can answer 400 `invalid_path`/`invalid_query`,
 //! one with a JSON body 400, 413, 415 and 422, one that needs a token 401, and every route 500 and
 //! 503. Every error answer has the one body shape of [`crate::error`], described by [`ErrorBody`].
+//!
+//! Operation ids are `<tag>_<handler>` (see [`complete`]); the responses that create a record link
+//! to the operations that take its id (OpenAPI links), so a client generator or a stateful tester
+//! can follow them.
 
 use serde::Serialize;
 use utoipa::openapi::path::{Operation, ParameterIn};
@@ -183,9 +187,23 @@ pub(crate) fn complete(doc: &mut utoipa::openapi::OpenApi) {
             .into_iter()
             .flatten()
             {
+                name_operation(op);
                 add_common_errors(op);
             }
         }
+    }
+}
+
+/// Makes the operation's id `<tag>_<handler>` (`events_get`, `bookings_create`): handlers of
+/// different resources share names (`get`, `list`), and an id must be unique in the document. The
+/// response links of the annotations name operations by these ids.
+fn name_operation(op: &mut Operation) {
+    if let (Some(tag), Some(id)) = (
+        op.tags.as_ref().and_then(|t| t.first()),
+        op.operation_id.as_mut(),
+    ) && !id.starts_with(&format!("{tag}_"))
+    {
+        *id = format!("{tag}_{id}");
     }
 }
 
@@ -217,5 +235,44 @@ fn add_common_errors(op: &mut Operation) {
             .responses
             .entry(status.to_owned())
             .or_insert_with(|| RefOr::Ref(Ref::from_response_name("Error")));
+    }
+}
+
+/// The document as served. utoipa 5.5 writes a response link's fields in snake case
+/// (`operation_id`); OpenAPI spells them in camel case (`operationId`), which is what tools read.
+pub(crate) fn to_json(doc: &utoipa::openapi::OpenApi) -> serde_json::Value {
+    let mut value = serde_json::to_value(doc).unwrap_or_default();
+    camel_case_links(&mut value);
+    value
+}
+
+fn camel_case_links(value: &mut serde_json::Value) {
+    use serde_json::Value;
+    let Value::Object(map) = value else {
+        if let Value::Array(items) = value {
+            items.iter_mut().for_each(camel_case_links);
+        }
+        return;
+    };
+    for (key, child) in map.iter_mut() {
+        if key == "links"
+            && let Value::Object(links) = child
+        {
+            for link in links.values_mut() {
+                if let Value::Object(fields) = link {
+                    for (from, to) in [
+                        ("operation_id", "operationId"),
+                        ("operation_ref", "operationRef"),
+                        ("request_body", "requestBody"),
+                    ] {
+                        if let Some(v) = fields.remove(from) {
+                            fields.insert(to.to_owned(), v);
+                        }
+                    }
+                }
+            }
+        } else {
+            camel_case_links(child);
+        }
     }
 }

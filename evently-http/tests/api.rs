@@ -566,6 +566,33 @@ async fn the_openapi_document_describes_every_route_and_the_docs_need_no_network
             }
         }
     }
+    // Operation ids are unique, and every response link names one of them.
+    let mut op_ids: Vec<&str> = doc["paths"]
+        .as_object()
+        .expect("paths")
+        .values()
+        .flat_map(|item| item.as_object().expect("path item").values())
+        .map(|op| op["operationId"].as_str().expect("an operationId"))
+        .collect();
+    let count = op_ids.len();
+    op_ids.sort();
+    op_ids.dedup();
+    assert_eq!(op_ids.len(), count, "operation ids repeat: {op_ids:?}");
+    let mut links = 0;
+    for item in doc["paths"].as_object().expect("paths").values() {
+        for op in item.as_object().expect("path item").values() {
+            for response in op["responses"].as_object().expect("responses").values() {
+                for (name, link) in response["links"].as_object().into_iter().flatten() {
+                    let target = link["operationId"]
+                        .as_str()
+                        .unwrap_or_else(|| panic!("{name}: {link}"));
+                    assert!(op_ids.contains(&target), "link {name} names {target}");
+                    links += 1;
+                }
+            }
+        }
+    }
+    assert!(links >= 10, "{links} links");
     let codes = doc["components"]["schemas"]["ErrorCode"]["enum"]
         .as_array()
         .expect("the error codes are listed");

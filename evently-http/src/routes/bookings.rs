@@ -1,5 +1,5 @@
 //! Bookings: book or hold seats, read, list, confirm and cancel one's own bookings; admins list an
-//! event's bookings; a booking's tickets.
+//! event's bookings.
 
 use std::time::Duration;
 
@@ -16,8 +16,7 @@ use uuid::Uuid;
 use crate::AppState;
 use crate::auth::AuthUser;
 use crate::dto::{
-    BookingMode, BookingPage, BookingResponse, CreateBookingRequest, ListBookingsQuery, TicketList,
-    TicketResponse,
+    BookingMode, BookingPage, BookingResponse, CreateBookingRequest, ListBookingsQuery,
 };
 use crate::error::ApiError;
 use crate::extract::{Json, Path, Query};
@@ -37,7 +36,13 @@ pub(crate) const IDEMPOTENCY_KEY: &str = "idempotency-key";
     ),
     security(("bearer" = [])),
     responses(
-        (status = 201, description = "The new booking", body = BookingResponse),
+        (status = 201, description = "The new booking", body = BookingResponse,
+            links(
+                ("GetBooking" = (operation_id = "bookings_get", parameters(("id" = "$response.body#/id")))),
+                ("ConfirmBooking" = (operation_id = "bookings_confirm", parameters(("id" = "$response.body#/id")))),
+                ("CancelBooking" = (operation_id = "bookings_cancel", parameters(("id" = "$response.body#/id")))),
+                ("BookingTickets" = (operation_id = "tickets_list", parameters(("id" = "$response.body#/id")))),
+            )),
         (status = 200, description = "An earlier request with this Idempotency-Key made this booking", body = BookingResponse),
         (status = 404, description = "No such event", body = crate::openapi::ErrorBody),
         (status = 409, description = "`sold_out`, `event_closed`, or the key was used for another request (`conflict`)", body = crate::openapi::ErrorBody),
@@ -213,24 +218,6 @@ pub(crate) async fn of_event(
         state.engine().event(id).await?;
     }
     page(bookings, q, Order::OldestFirst).map(Json)
-}
-
-/// `GET /bookings/{id}/tickets`: the booking's tickets, one per seat (its owner or an admin).
-#[utoipa::path(get, path = "/bookings/{id}/tickets", tag = "tickets",
-    params(("id" = Uuid, Path, description = "The booking")), security(("bearer" = [])),
-    responses(
-        (status = 200, description = "The tickets (none until the booking is confirmed)", body = TicketList),
-        (status = 404, description = "No such booking, or not yours", body = crate::openapi::ErrorBody),
-    ))]
-pub(crate) async fn tickets(
-    State(state): State<AppState>,
-    AuthUser(actor): AuthUser,
-    Path(id): Path<Uuid>,
-) -> Result<Json<TicketList>, ApiError> {
-    let tickets = state.engine().tickets(&actor, BookingId(id)).await?;
-    Ok(Json(TicketList {
-        items: tickets.iter().map(TicketResponse::from).collect(),
-    }))
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -68,7 +68,16 @@ pub(crate) async fn get(
 #[utoipa::path(post, path = "/events", tag = "events", request_body = CreateEventRequest,
     security(("bearer" = [])),
     responses(
-        (status = 201, description = "The new event", body = EventResponse),
+        (status = 201, description = "The new event", body = EventResponse,
+            links(
+                ("GetEvent" = (operation_id = "events_get", parameters(("id" = "$response.body#/id")))),
+                ("UpdateEvent" = (operation_id = "events_update", parameters(("id" = "$response.body#/id")))),
+                ("DeactivateEvent" = (operation_id = "events_deactivate", parameters(("id" = "$response.body#/id")))),
+                ("BookSeats" = (operation_id = "bookings_create", parameters(("id" = "$response.body#/id")))),
+                ("EventBookings" = (operation_id = "bookings_of_event", parameters(("id" = "$response.body#/id")))),
+                ("JoinWaitlist" = (operation_id = "waitlist_join", parameters(("id" = "$response.body#/id")))),
+                ("EventWaitlist" = (operation_id = "waitlist_list", parameters(("id" = "$response.body#/id")))),
+            )),
         (status = 403, description = "Admins only", body = crate::openapi::ErrorBody),
     ))]
 pub(crate) async fn create(

@@ -8,6 +8,7 @@ mod events;
 mod health;
 mod me;
 mod push;
+mod tickets;
 mod waitlist;
 
 use axum::Router;
@@ -33,7 +34,7 @@ pub(crate) fn router() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(bookings::get))
         .routes(routes!(bookings::confirm))
         .routes(routes!(bookings::cancel))
-        .routes(routes!(bookings::tickets))
+        .routes(routes!(tickets::list))
         .routes(routes!(bookings::mine))
         .routes(routes!(waitlist::join, waitlist::list))
         .routes(routes!(waitlist::mine, waitlist::leave))

@@ -16,7 +16,12 @@ use crate::extract::{Json, Path};
 #[utoipa::path(post, path = "/events/{id}/waitlist", tag = "waitlist", request_body = JoinWaitlistRequest,
     params(("id" = Uuid, Path, description = "The event")), security(("bearer" = [])),
     responses(
-        (status = 201, description = "Your entry, with its position", body = WaitlistEntryResponse),
+        (status = 201, description = "Your entry, with its position", body = WaitlistEntryResponse,
+            links(
+                ("MyEntry" = (operation_id = "waitlist_mine", parameters(("id" = "$response.body#/event_id")))),
+                ("LeaveWaitlist" = (operation_id = "waitlist_leave", parameters(("id" = "$response.body#/event_id")))),
+                ("AcceptOffer" = (operation_id = "waitlist_accept", parameters(("id" = "$response.body#/event_id")))),
+            )),
         (status = 404, description = "No such event", body = crate::openapi::ErrorBody),
         (status = 409, description = "Already on this waitlist or seats are free (`conflict`), or the event \
             is closed (`event_closed`)", body = crate::openapi::ErrorBody),
