@@ -20,6 +20,7 @@ pub const ENV_HELP: &str = "  EVENTLY_DATABASE_URL        sqlite://path (default
   EVENTLY_WORKER_POLL_MS      pause between polls of an empty queue (default 1000)
   EVENTLY_WORKER_BATCH        jobs claimed at a time (default 100)
   EVENTLY_WORKER_LEASE_SECS   job lease: a crashed worker's jobs run again after it (default 300)
+  EVENTLY_OFFER_TTL_SECS      how long a waitlist offer stands (default 1800)
   RUST_LOG                    log filter (default info)
 ";
 

@@ -40,22 +40,8 @@
 //!
 //! ## Endpoints
 //!
-//! | method and path | auth | answer |
-//! | --- | --- | --- |
-//! | `GET /healthz` | – | 200 `{"status":"ok"}` |
-//! | `GET /readyz` | – | 200 `{"status":"ready"}`, 503 when the store does not answer |
-//! | `POST /auth/register` | – | 201 the user |
-//! | `POST /auth/login` | – | 200 `{access_token, token_type, expires_in}` |
-//! | `GET /events` | – | 200 a page of active events (`category`, `starts_after`, `limit`, `offset`) |
-//! | `GET /events/{id}` | – | 200 the event with its availability |
-//! | `POST /events` | admin | 201 the event |
-//! | `POST /events/{id}/bookings` | user | 201 the booking; 200 on an `Idempotency-Key` replay |
-//! | `GET /bookings/{id}` | owner | 200 the booking |
-//! | `POST /bookings/{id}/confirm` | owner | 200 the confirmed booking |
-//! | `POST /bookings/{id}/cancel` | owner | 200 the cancelled booking (again: unchanged) |
-//! | `GET /push/vapid-public-key` | – | 200 `{public_key}`; 404 `push_not_configured` without VAPID keys |
-//! | `POST /me/push-subscriptions` | user | 201 the stored subscription (body: `PushSubscription.toJSON()`) |
-//! | `DELETE /me/push-subscriptions` | user | 204 (body `{endpoint}`); 404 when not the user's |
+//! The README's API table lists them; [`openapi`] describes how the OpenAPI document served at
+//! `GET /openapi.json` (with Swagger UI at `GET /docs`) is made from the handlers.
 //!
 //! Bodies are JSON ([`dto`]); every error has the body described in [`error`].
 //! Authentication is the server's job ([`auth`]); authorization is the engine's.

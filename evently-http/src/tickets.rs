@@ -113,43 +113,74 @@ const QR_SIDE: f32 = 210.0;
 /// the ticket number and payload are ASCII, so they are always exact. The page's text is written
 /// uncompressed, so the ticket number appears verbatim in the file.
 pub fn ticket_pdf(sheet: &TicketSheet<'_>) -> Result<Vec<u8>, TicketRenderError> {
-    let code = qr_code(&sheet.ticket.qr_payload)?;
+    tickets_pdf(std::slice::from_ref(sheet))
+}
+
+/// One PDF with a page per ticket, each page as [`ticket_pdf`] draws it (a booking's tickets in one
+/// file). The fonts are shared, so each further page adds only its drawing.
+pub fn tickets_pdf(sheets: &[TicketSheet<'_>]) -> Result<Vec<u8>, TicketRenderError> {
+    let codes = sheets
+        .iter()
+        .map(|s| qr_code(&s.ticket.qr_payload))
+        .collect::<Result<Vec<_>, _>>()?;
 
     let catalog_id = Ref::new(1);
     let page_tree_id = Ref::new(2);
-    let page_id = Ref::new(3);
-    let regular_id = Ref::new(4);
-    let bold_id = Ref::new(5);
-    let content_id = Ref::new(6);
-    let info_id = Ref::new(7);
+    let regular_id = Ref::new(3);
+    let bold_id = Ref::new(4);
+    let info_id = Ref::new(5);
+    // Page i is object 6 + 2i, its content 7 + 2i.
+    let page_ids: Vec<Ref> = (0..sheets.len())
+        .map(|i| Ref::new(6 + 2 * i32::try_from(i).unwrap_or(i32::MAX / 4)))
+        .collect();
     let regular = Name(b"F1");
     let bold = Name(b"F2");
 
     let mut pdf = Pdf::new();
     pdf.catalog(catalog_id).pages(page_tree_id);
-    pdf.pages(page_tree_id).kids([page_id]).count(1);
-    let mut page = pdf.page(page_id);
-    page.media_box(Rect::new(0.0, 0.0, PAGE_W, PAGE_H));
-    page.parent(page_tree_id);
-    page.contents(content_id);
-    let mut resources = page.resources();
-    let mut fonts = resources.fonts();
-    fonts.pair(regular, regular_id);
-    fonts.pair(bold, bold_id);
-    fonts.finish();
-    resources.finish();
-    page.finish();
+    pdf.pages(page_tree_id)
+        .kids(page_ids.iter().copied())
+        .count(i32::try_from(page_ids.len()).unwrap_or(i32::MAX));
     pdf.type1_font(regular_id)
         .base_font(Name(b"Helvetica"))
         .encoding_predefined(Name(b"WinAnsiEncoding"));
     pdf.type1_font(bold_id)
         .base_font(Name(b"Helvetica-Bold"))
         .encoding_predefined(Name(b"WinAnsiEncoding"));
-    let title = format!("Ticket {}", sheet.ticket.number);
+    let title = match sheets {
+        [one] => format!("Ticket {}", one.ticket.number),
+        _ => format!("{} tickets", sheets.len()),
+    };
     pdf.document_info(info_id)
         .title(TextStr(&title))
         .producer(TextStr("Evently"));
 
+    for ((sheet, code), &page_id) in sheets.iter().zip(&codes).zip(&page_ids) {
+        let content_id = Ref::new(page_id.get() + 1);
+        let mut page = pdf.page(page_id);
+        page.media_box(Rect::new(0.0, 0.0, PAGE_W, PAGE_H));
+        page.parent(page_tree_id);
+        page.contents(content_id);
+        let mut resources = page.resources();
+        let mut fonts = resources.fonts();
+        fonts.pair(regular, regular_id);
+        fonts.pair(bold, bold_id);
+        fonts.finish();
+        resources.finish();
+        page.finish();
+        let stream = draw_ticket(sheet, code, regular, bold);
+        pdf.stream(content_id, &stream);
+    }
+    Ok(pdf.finish())
+}
+
+/// The drawing of one ticket page.
+fn draw_ticket(
+    sheet: &TicketSheet<'_>,
+    code: &QrCode,
+    regular: Name<'_>,
+    bold: Name<'_>,
+) -> pdf_writer::Buf {
     let mut content = Content::new();
     let left = 56.0;
     let line = |content: &mut Content, font: Name<'_>, size: f32, y: f32, text: &str| {
@@ -214,9 +245,7 @@ pub fn ticket_pdf(sheet: &TicketSheet<'_>) -> Result<Vec<u8>, TicketRenderError>
         below - 14.0,
         "Show this page, printed or on screen, at the entrance. One admission per ticket.",
     );
-    let stream = content.finish();
-    pdf.stream(content_id, &stream);
-    Ok(pdf.finish())
+    content.finish()
 }
 
 /// `text` in WinAnsiEncoding, as far as Latin-1 goes; other characters become `?`.

@@ -40,6 +40,10 @@ pub const ENV_WORKER_POLL_MS: &str = "EVENTLY_WORKER_POLL_MS";
 pub const ENV_WORKER_BATCH: &str = "EVENTLY_WORKER_BATCH";
 /// Job lease variable (seconds).
 pub const ENV_WORKER_LEASE_SECS: &str = "EVENTLY_WORKER_LEASE_SECS";
+/// Waitlist offer lifetime variable (seconds).
+pub const ENV_OFFER_TTL_SECS: &str = "EVENTLY_OFFER_TTL_SECS";
+/// Longest waitlist offer accepted, in seconds (a week).
+const MAX_OFFER_TTL_SECS: u64 = 7 * 24 * 3600;
 
 /// Default job lease: how long a claimed job is a worker's before another may take it (after a crash).
 pub const DEFAULT_LEASE: Duration = Duration::from_secs(5 * 60);
@@ -61,6 +65,7 @@ const MAX_BATCHES_PER_PASS: u32 = 100;
 /// | `EVENTLY_WORKER_POLL_MS` | `1000` | pause between polls of an empty queue, 10 to 3,600,000 ms |
 /// | `EVENTLY_WORKER_BATCH` | `100` | jobs claimed at a time, 1 to 10,000 |
 /// | `EVENTLY_WORKER_LEASE_SECS` | `300` | job lease (visibility timeout): a job claimed by a worker that died is run again this long after the claim, 1 to 86,400 s; longer than the slowest job |
+/// | `EVENTLY_OFFER_TTL_SECS` | `1800` | how long a waitlist offer stands before it passes to the next in line, 1 to 604,800 s (the engine's [`EngineConfig::offer_ttl`](evently_core::EngineConfig::offer_ttl)); the server and the worker should agree |
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct WorkerConfig {
     /// Pause between polls of an empty queue.
@@ -69,6 +74,8 @@ pub struct WorkerConfig {
     pub batch: u32,
     /// How long a claimed job is leased (the engine's [`EngineConfig::job_lease`](evently_core::EngineConfig::job_lease)).
     pub lease: Duration,
+    /// How long a waitlist offer stands (the engine's [`EngineConfig::offer_ttl`](evently_core::EngineConfig::offer_ttl)).
+    pub offer_ttl: Duration,
 }
 
 impl Default for WorkerConfig {
@@ -77,6 +84,7 @@ impl Default for WorkerConfig {
             poll_interval: DEFAULT_POLL_INTERVAL,
             batch: DEFAULT_BATCH,
             lease: DEFAULT_LEASE,
+            offer_ttl: evently_core::EngineConfig::default().offer_ttl,
         }
     }
 }
@@ -88,6 +96,7 @@ impl WorkerConfig {
             ENV_WORKER_POLL_MS,
             ENV_WORKER_BATCH,
             ENV_WORKER_LEASE_SECS,
+            ENV_OFFER_TTL_SECS,
         ])?;
         Self::from_lookup(|name| vars.get(name).cloned())
     }
@@ -131,13 +140,26 @@ impl WorkerConfig {
                 }
             }
         }
+        if let Some(v) = lookup(ENV_OFFER_TTL_SECS) {
+            match v.trim().parse::<u64>() {
+                Ok(secs @ 1..=MAX_OFFER_TTL_SECS) => config.offer_ttl = Duration::from_secs(secs),
+                _ => {
+                    return Err(ConfigError::InvalidValue {
+                        var: ENV_OFFER_TTL_SECS,
+                        value: v,
+                        reason: format!("expected seconds from 1 to {MAX_OFFER_TTL_SECS}"),
+                    });
+                }
+            }
+        }
         Ok(config)
     }
 
-    /// The engine settings with this lease and the other fields at their defaults.
+    /// The engine settings with this lease and offer lifetime, the other fields at their defaults.
     pub fn engine_config(&self) -> evently_core::EngineConfig {
         evently_core::EngineConfig {
             job_lease: self.lease,
+            offer_ttl: self.offer_ttl,
             ..Default::default()
         }
     }
@@ -397,8 +419,10 @@ mod tests {
             (ENV_WORKER_POLL_MS, "250"),
             (ENV_WORKER_BATCH, "7"),
             (ENV_WORKER_LEASE_SECS, "30"),
+            (ENV_OFFER_TTL_SECS, "120"),
         ])
         .unwrap();
+        assert_eq!(c.engine_config().offer_ttl, Duration::from_secs(120));
         assert_eq!(c.poll_interval, Duration::from_millis(250));
         assert_eq!(c.batch, 7);
         assert_eq!(c.engine_config().job_lease, Duration::from_secs(30));
@@ -409,6 +433,9 @@ mod tests {
             (ENV_WORKER_BATCH, "10001"),
             (ENV_WORKER_LEASE_SECS, "0"),
             (ENV_WORKER_LEASE_SECS, "86401"),
+            (ENV_OFFER_TTL_SECS, "0"),
+            (ENV_OFFER_TTL_SECS, "604801"),
+            (ENV_OFFER_TTL_SECS, "-5"),
         ] {
             assert!(
                 matches!(from(&[(var, bad)]), Err(ConfigError::InvalidValue { var: v, .. }) if v == var),

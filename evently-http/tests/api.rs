@@ -218,6 +218,19 @@ impl Api {
         .await
     }
 
+    /// Holds and returns the booking's id.
+    async fn held(&self, token: &str, event: &str, quantity: u32) -> String {
+        let r = self
+            .post(
+                &format!("/events/{event}/bookings"),
+                Some(token),
+                Some(json!({"quantity": quantity, "mode": "hold"})),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+        r.body["id"].as_str().expect("booking id").to_string()
+    }
+
     /// Books and returns the booking's id.
     async fn booked(&self, token: &str, event: &str, quantity: u32) -> String {
         let r = self.book(token, event, quantity, None).await;
@@ -541,6 +554,14 @@ async fn the_openapi_document_describes_every_route_and_the_docs_need_no_network
         "POST /me/push-subscriptions",
         "DELETE /me/push-subscriptions",
     ];
+    // QR codes and PDFs come with the renderers of the `server` feature.
+    if cfg!(feature = "server") {
+        expected.extend([
+            "GET /bookings/{id}/tickets/{ticket_id}/qr.svg",
+            "GET /bookings/{id}/tickets/{ticket_id}/qr.png",
+            "GET /bookings/{id}/tickets.pdf",
+        ]);
+    }
     expected.sort();
     assert_eq!(operations(&doc), expected);
     for (path, item) in doc["paths"].as_object().expect("paths") {
@@ -633,7 +654,9 @@ async fn every_route_that_needs_a_token_refuses_a_request_without_one(api: Api) 
             if !op["security"].is_array() {
                 continue;
             }
-            let uri = path.replace("{id}", &some_id);
+            let uri = path
+                .replace("{id}", &some_id)
+                .replace("{ticket_id}", &some_id);
             let body = op["requestBody"].is_object().then(|| json!({}));
             for token in [None, Some("not-a-token")] {
                 let r = api
@@ -924,14 +947,7 @@ async fn booking_lists_page_with_cursors_and_filter_by_status(api: Api) {
     for _ in 0..5 {
         made.push(api.booked(&alice, &ev, 1).await);
     }
-    let r = api
-        .post(
-            &format!("/events/{ev}/bookings"),
-            Some(&alice),
-            Some(json!({"quantity": 1, "mode": "hold"})),
-        )
-        .await;
-    let held = r.body["id"].as_str().expect("hold").to_string();
+    let held = api.held(&alice, &ev, 1).await;
     made.push(held.clone());
     api.booked(&bob, &ev, 1).await;
 
@@ -1134,6 +1150,104 @@ async fn a_waitlist_story_over_http_alone(api: Api) {
         .get(&format!("/events/{ev}/waitlist"), Some(&admin))
         .await;
     assert_eq!(r.body["items"], json!([]));
+}
+
+#[cfg(feature = "server")]
+async fn ticket_artefacts_are_served_to_the_owner_and_admins_only(api: Api) {
+    let admin = api.admin().await;
+    let ev = api.event(&admin, 5).await;
+    let alice = api.user("alice@example.com").await;
+    let bob = api.user("bob@example.com").await;
+    let booking = api.booked(&alice, &ev, 2).await;
+    let tickets = ids(&api
+        .get(&format!("/bookings/{booking}/tickets"), Some(&alice))
+        .await);
+    assert_eq!(tickets.len(), 2);
+    let t = &tickets[1];
+    let as_user = |token: &str| format!("Bearer {token}");
+    for (path, content_type, magic) in [
+        (
+            format!("/bookings/{booking}/tickets/{t}/qr.svg"),
+            "image/svg+xml",
+            &b"<?xml"[..],
+        ),
+        (
+            format!("/bookings/{booking}/tickets/{t}/qr.png"),
+            "image/png",
+            &b"\x89PNG"[..],
+        ),
+        (
+            format!("/bookings/{booking}/tickets.pdf"),
+            "application/pdf",
+            &b"%PDF"[..],
+        ),
+    ] {
+        for token in [&alice, &admin] {
+            let (status, headers, body) = api
+                .raw("GET", &path, &[("authorization", &as_user(token))], None)
+                .await;
+            assert_eq!(status, StatusCode::OK, "{path}");
+            assert_eq!(headers["content-type"], content_type, "{path}");
+            assert!(
+                body.starts_with(magic),
+                "{path}: {:?}",
+                &body[..16.min(body.len())]
+            );
+        }
+        let (status, _, _) = api
+            .raw("GET", &path, &[("authorization", &as_user(&bob))], None)
+            .await;
+        assert_eq!(status, StatusCode::NOT_FOUND, "Bob reads {path}");
+    }
+    // One page per ticket.
+    let (_, _, pdf) = api
+        .raw(
+            "GET",
+            &format!("/bookings/{booking}/tickets.pdf"),
+            &[("authorization", &as_user(&alice))],
+            None,
+        )
+        .await;
+    let text = String::from_utf8_lossy(&pdf);
+    assert_eq!(
+        text.matches("/Type /Page\n").count()
+            + text.matches("/Type /Page ").count()
+            + text.matches("/Type /Page>").count(),
+        2,
+        "{}",
+        text.len()
+    );
+    // A ticket of another booking, or an unknown one, through this booking: 404.
+    let other = api.booked(&alice, &ev, 1).await;
+    let other_ticket = ids(&api
+        .get(&format!("/bookings/{other}/tickets"), Some(&alice))
+        .await)[0]
+        .clone();
+    let r = api
+        .get(
+            &format!("/bookings/{booking}/tickets/{other_ticket}/qr.svg"),
+            Some(&alice),
+        )
+        .await;
+    assert_eq!((r.status, code(&r)), (StatusCode::NOT_FOUND, "not_found"));
+    // A hold has no tickets yet.
+    let held = api.held(&alice, &ev, 1).await;
+    let r = api
+        .get(&format!("/bookings/{held}/tickets.pdf"), Some(&alice))
+        .await;
+    assert_eq!((r.status, code(&r)), (StatusCode::CONFLICT, "conflict"));
+}
+
+#[cfg(feature = "server")]
+#[tokio::test]
+async fn ticket_artefacts_on_sqlite() {
+    ticket_artefacts_are_served_to_the_owner_and_admins_only(Api::sqlite().await).await
+}
+
+#[cfg(feature = "server")]
+#[tokio::test]
+async fn ticket_artefacts_on_postgres() {
+    ticket_artefacts_are_served_to_the_owner_and_admins_only(Api::postgres().await).await
 }
 
 /// Each scenario as a test on SQLite and one on PostgreSQL.

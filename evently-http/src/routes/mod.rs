@@ -22,7 +22,7 @@ use crate::openapi::ApiDoc;
 /// Every route of the API, without fallbacks or layers (see [`crate::app`]), and the OpenAPI document
 /// describing them.
 pub(crate) fn router() -> (Router<AppState>, utoipa::openapi::OpenApi) {
-    let (router, mut doc) = OpenApiRouter::with_openapi(ApiDoc::openapi())
+    let routes = OpenApiRouter::with_openapi(ApiDoc::openapi())
         .routes(routes!(health::healthz))
         .routes(routes!(health::readyz))
         .routes(routes!(auth::register))
@@ -42,8 +42,14 @@ pub(crate) fn router() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(me::profile))
         .routes(routes!(me::notifications))
         .routes(routes!(push::vapid_public_key))
-        .routes(routes!(push::subscribe, push::unsubscribe))
-        .split_for_parts();
+        .routes(routes!(push::subscribe, push::unsubscribe));
+    // QR codes and PDFs need the renderers of the `server` feature.
+    #[cfg(feature = "server")]
+    let routes = routes
+        .routes(routes!(tickets::artefacts::qr_code_svg))
+        .routes(routes!(tickets::artefacts::qr_code_png))
+        .routes(routes!(tickets::artefacts::pdf));
+    let (router, mut doc) = routes.split_for_parts();
     crate::openapi::complete(&mut doc);
     (router, doc)
 }
