@@ -365,7 +365,7 @@ pub async fn engine_hold_expiry(store: Arc<dyn Store>) {
     // The sweep tells the holder, in the same transaction.
     let told: Vec<_> = h
         .engine
-        .notifications(&bob, 50)
+        .notifications(&bob, evently_core::NotificationQuery::newest(50))
         .await
         .expect("notifications")
         .into_iter()
@@ -424,7 +424,7 @@ pub async fn engine_waitlist_promotion(store: Arc<dyn Store>) {
     assert_eq!(b.status, BookingStatus::Expired);
     let kinds: Vec<_> = h
         .engine
-        .notifications(&w[0], 50)
+        .notifications(&w[0], evently_core::NotificationQuery::newest(50))
         .await
         .expect("notifications")
         .iter()
@@ -627,7 +627,7 @@ pub async fn engine_confirmation_follows_event_edits(store: Arc<dyn Store>) {
         let engine = h.engine.clone();
         async move {
             let all = engine
-                .notifications(&buyer, 50)
+                .notifications(&buyer, evently_core::NotificationQuery::newest(50))
                 .await
                 .expect("list notifications");
             let n = all

@@ -12,8 +12,8 @@ use evently_core::ports::DeliveryRecord;
 use evently_core::{
     Booking, BookingId, BookingSource, BookingStatus, Changes, Currency, Event, EventFilter,
     EventId, Job, JobPayload, Money, NewJob, Notification, NotificationId, NotificationKind,
-    PushSubscription, PushSubscriptionId, Role, Store, StoreError, Ticket, TicketId, Transaction,
-    User, UserId, WaitlistEntry, WaitlistEntryId, WaitlistStatus,
+    NotificationQuery, PushSubscription, PushSubscriptionId, Role, Store, StoreError, Ticket,
+    TicketId, Transaction, User, UserId, WaitlistEntry, WaitlistEntryId, WaitlistStatus,
 };
 use uuid::Uuid;
 
@@ -274,6 +274,7 @@ pub(super) fn notification(user: &User, created_at: DateTime<Utc>) -> Notificati
         offer_expires_at: Some(created_at + Duration::microseconds(1)),
         created_at,
         sent_at: None,
+        read_at: None,
     }
 }
 
@@ -616,9 +617,11 @@ pub(super) async fn fetch_indexed(tx: &mut dyn Transaction, r: &Rec) -> Option<R
             }
             Rec::Notification(n) => {
                 found.extend(
-                    find(tx.notifications_for_user(n.user_id, 500).await?, |x| {
-                        x.id == n.id
-                    })
+                    find(
+                        tx.notifications_for_user(n.user_id, &NotificationQuery::newest(500))
+                            .await?,
+                        |x| x.id == n.id,
+                    )
                     .map(Rec::Notification),
                 );
             }
@@ -696,6 +699,7 @@ pub(super) fn modified(recs: &[Rec]) -> Vec<(Rec, Rec)> {
                 Rec::Tickets(_) => return None,
                 Rec::Notification(n) => Rec::Notification(Notification {
                     sent_at: Some(at(99)),
+                    read_at: Some(at(100)),
                     ..n
                 }),
                 Rec::Push(p) => Rec::Push(PushSubscription {
@@ -720,9 +724,13 @@ pub(super) fn updates<'a>(ms: impl IntoIterator<Item = &'a Rec>) -> Changes {
             Rec::Booking(b) => c.updated_bookings.push(b),
             Rec::Entry(w) => c.updated_waitlist_entries.push(w),
             Rec::Tickets(_) => {}
-            Rec::Notification(n) => c
-                .notifications_sent
-                .push((n.id, n.sent_at.unwrap_or_else(t0))),
+            Rec::Notification(n) => {
+                c.notifications_sent
+                    .push((n.id, n.sent_at.unwrap_or_else(t0)));
+                if let Some(read) = n.read_at {
+                    c.notifications_read.push((n.id, read));
+                }
+            }
             Rec::Push(p) => c.push_subscriptions.push(p),
         }
     }

@@ -124,6 +124,7 @@ macro_rules! store_conformance_tests {
                 for_update_serialises_read_modify_write,
                 records_round_trip,
                 notification_marked_sent_once,
+                notification_marked_read_once_and_listed_by_page,
                 notification_deliveries_recorded_once,
                 push_subscription_upsert_and_delete,
                 // Job queue.

@@ -6,8 +6,8 @@ use std::sync::Arc;
 
 use evently_core::{
     Booking, BookingSource, BookingStatus, Changes, Event, EventFilter, EventId, JobPayload,
-    LockMode, NewJob, Notification, NotificationKind, Store, Ticket, Transaction, User,
-    WaitlistEntry, WaitlistStatus,
+    LockMode, NewJob, Notification, NotificationKind, NotificationQuery, Store, Ticket,
+    Transaction, User, WaitlistEntry, WaitlistStatus,
 };
 
 use super::fixtures::*;
@@ -1397,9 +1397,121 @@ pub async fn notification_marked_sent_once(store: Arc<dyn Store>) {
     assert_eq!(sent_at(store.clone(), n2.id).await, None, "never marked");
 
     let mut tx = read(&store).await;
-    let newest = tx.notifications_for_user(u.id, 2).await.expect("list");
+    let newest = tx
+        .notifications_for_user(u.id, &NotificationQuery::newest(2))
+        .await
+        .expect("list");
     let ids: Vec<_> = newest.iter().map(|n| n.id).collect();
     assert_eq!(ids, vec![n2.id, n1.id]);
+}
+
+/// A notification marked read keeps the first time (a second mark, later or in the same change set,
+/// changes nothing; a rolled-back one is gone); `notifications_for_user` leaves out read ones when
+/// asked, and pages by `before`: strictly older by `(created_at, id)`, so notifications made at the
+/// same microsecond are neither repeated nor skipped.
+pub async fn notification_marked_read_once_and_listed_by_page(store: Arc<dyn Store>) {
+    let (u, _) = seed(&store, 1).await;
+    let (other, _) = seed(&store, 1).await;
+    // Two at the same time, so the id decides their order.
+    let ns = [
+        notification(&u, at(0)),
+        notification(&u, at(1)),
+        notification(&u, at(1)),
+        notification(&u, at(2)),
+        notification(&other, at(3)),
+    ];
+    put(&store, &mut ns.clone().map(Rec::Notification)).await;
+    let mut order: Vec<_> = ns[..4].iter().collect();
+    order.sort_by_key(|n| std::cmp::Reverse((n.created_at, n.id)));
+    let list = |store: Arc<dyn Store>, q: NotificationQuery| async move {
+        let mut tx = read(&store).await;
+        let v = tx.notifications_for_user(u.id, &q).await.expect("list");
+        v.into_iter().map(|n| (n.id, n.read_at)).collect::<Vec<_>>()
+    };
+
+    let mut tx = begin(&store).await;
+    tx.apply(Changes {
+        notifications_read: vec![(order[0].id, at(10))],
+        ..Changes::default()
+    })
+    .await
+    .expect("mark");
+    tx.rollback().await.expect("rollback");
+    let all = list(store.clone(), NotificationQuery::newest(10)).await;
+    assert!(all.iter().all(|(_, r)| r.is_none()), "rolled back: {all:?}");
+
+    let mut tx = begin(&store).await;
+    tx.apply(Changes {
+        notifications_read: vec![(order[1].id, at(11)), (order[1].id, at(12))],
+        ..Changes::default()
+    })
+    .await
+    .expect("mark twice");
+    tx.commit().await.expect("commit");
+    let mut tx = begin(&store).await;
+    tx.apply(Changes {
+        notifications_read: vec![(order[1].id, at(13)), (order[3].id, at(14))],
+        ..Changes::default()
+    })
+    .await
+    .expect("mark again");
+    tx.commit().await.expect("commit");
+
+    let all = list(store.clone(), NotificationQuery::newest(10)).await;
+    assert_eq!(
+        all,
+        vec![
+            (order[0].id, None),
+            (order[1].id, Some(at(11))),
+            (order[2].id, None),
+            (order[3].id, Some(at(14))),
+        ],
+        "newest first, the first read kept, another user's left out"
+    );
+    let unread = NotificationQuery {
+        unread_only: true,
+        ..NotificationQuery::newest(10)
+    };
+    let ids: Vec<_> = list(store.clone(), unread).await;
+    assert_eq!(
+        ids,
+        vec![(order[0].id, None), (order[2].id, None)],
+        "unread only"
+    );
+
+    // Pages of one, each after the last of the one before.
+    let mut seen = Vec::new();
+    let mut before = None;
+    loop {
+        let page = list(
+            store.clone(),
+            NotificationQuery {
+                before,
+                ..NotificationQuery::newest(1)
+            },
+        )
+        .await;
+        let Some(&(id, _)) = page.first() else { break };
+        let n = order.iter().find(|n| n.id == id).expect("one of them");
+        before = Some((n.created_at, n.id));
+        seen.push(id);
+        assert!(seen.len() <= 4, "pages repeat: {seen:?}");
+    }
+    assert_eq!(seen, order.iter().map(|n| n.id).collect::<Vec<_>>());
+    let page = list(
+        store.clone(),
+        NotificationQuery {
+            unread_only: true,
+            before: Some((order[1].created_at, order[1].id)),
+            ..NotificationQuery::newest(10)
+        },
+    )
+    .await;
+    assert_eq!(
+        page,
+        vec![(order[2].id, None)],
+        "unread and before together"
+    );
 }
 
 /// A delivery is recorded once per channel: a second record of a channel (in a later transaction or

@@ -51,6 +51,6 @@ pub use ids::{
 pub use model::*;
 pub use money::{Currency, Money};
 pub use ports::{
-    Changes, Clock, IdGenerator, JobQueue, LockMode, ManualClock, Notifier, PricingPolicy, Store,
-    SystemClock, Transaction, WaitlistPolicy,
+    Changes, Clock, IdGenerator, JobQueue, LockMode, ManualClock, NotificationQuery, Notifier,
+    PricingPolicy, Store, SystemClock, Transaction, WaitlistPolicy,
 };

@@ -577,9 +577,13 @@ pub struct WaitlistResponse {
 #[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct ListNotificationsQuery {
-    /// How many, newest first, 1 to 100 (default 20).
+    /// Page size, 1 to 100 (default 20).
     #[param(minimum = 1, maximum = 100)]
     pub limit: Option<u32>,
+    /// `true`: only those not yet marked read.
+    pub unread: Option<bool>,
+    /// The `next_cursor` of the previous page; absent for the first page.
+    pub cursor: Option<String>,
 }
 
 /// A notification as the API shows it: its facts and its text.
@@ -604,6 +608,9 @@ pub struct NotificationResponse {
     /// When a channel (e-mail, push) delivered it, if one did.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub sent_at: Option<DateTime<Utc>>,
+    /// When you first marked it read; absent while unread.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub read_at: Option<DateTime<Utc>>,
 }
 
 impl NotificationResponse {
@@ -619,15 +626,20 @@ impl NotificationResponse {
             booking_id: n.booking_id.map(|b| b.to_string()),
             created_at: n.created_at,
             sent_at: n.sent_at,
+            read_at: n.read_at,
         }
     }
 }
 
-/// `GET /me/notifications`.
+/// `GET /me/notifications`: one page.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct NotificationList {
     /// Newest first.
     pub items: Vec<NotificationResponse>,
+    /// Pass as `cursor` for the next page; absent on the last page. Notifications made after the
+    /// first page was read never shift the pages.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next_cursor: Option<String>,
 }
 
 /// A ticket as the API shows it.

@@ -218,6 +218,22 @@ impl Api {
         .await
     }
 
+    /// Each query string in `bad` on `path` (with `token`) is answered 400 or 422.
+    async fn refuses_queries(&self, path: &str, token: &str, bad: &[&str]) {
+        for q in bad {
+            let r = self.get(&format!("{path}?{q}"), Some(token)).await;
+            assert!(
+                matches!(
+                    r.status,
+                    StatusCode::BAD_REQUEST | StatusCode::UNPROCESSABLE_ENTITY
+                ),
+                "{path}?{q}: {} {}",
+                r.status,
+                r.body
+            );
+        }
+    }
+
     /// Holds and returns the booking's id.
     async fn held(&self, token: &str, event: &str, quantity: u32) -> String {
         let r = self
@@ -550,6 +566,7 @@ async fn the_openapi_document_describes_every_route_and_the_docs_need_no_network
         "GET /me",
         "GET /me/bookings",
         "GET /me/notifications",
+        "POST /me/notifications/{id}/read",
         "GET /push/vapid-public-key",
         "POST /me/push-subscriptions",
         "DELETE /me/push-subscriptions",
@@ -972,25 +989,19 @@ async fn booking_lists_page_with_cursors_and_filter_by_status(api: Api) {
 
     let r = api.get("/me/bookings?status=held", Some(&alice)).await;
     assert_eq!(ids(&r), vec![held]);
-    for bad in [
-        "limit=0",
-        "limit=101",
-        "cursor=nonsense",
-        "status=lost",
-        "limit=-1",
-        "colour=red",
-    ] {
-        let r = api.get(&format!("/me/bookings?{bad}"), Some(&alice)).await;
-        assert!(
-            matches!(
-                r.status,
-                StatusCode::BAD_REQUEST | StatusCode::UNPROCESSABLE_ENTITY
-            ),
-            "{bad}: {} {}",
-            r.status,
-            r.body
-        );
-    }
+    api.refuses_queries(
+        "/me/bookings",
+        &alice,
+        &[
+            "limit=0",
+            "limit=101",
+            "cursor=nonsense",
+            "status=lost",
+            "limit=-1",
+            "colour=red",
+        ],
+    )
+    .await;
 
     // The admin's list of the event: oldest first, everyone's.
     let r = api
@@ -1152,6 +1163,82 @@ async fn a_waitlist_story_over_http_alone(api: Api) {
     assert_eq!(r.body["items"], json!([]));
 }
 
+async fn notifications_are_marked_read_and_paged(api: Api) {
+    let admin = api.admin().await;
+    let ev = api.event(&admin, 20).await;
+    let alice = api.user("alice@example.com").await;
+    let bob = api.user("bob@example.com").await;
+    for _ in 0..4 {
+        api.booked(&alice, &ev, 1).await;
+    }
+    // A welcome and four confirmations, newest first, two at a time.
+    let mut seen = Vec::new();
+    let mut uri = "/me/notifications?limit=2".to_string();
+    loop {
+        let r = api.get(&uri, Some(&alice)).await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+        seen.extend(ids(&r));
+        match r.body["next_cursor"].as_str() {
+            Some(c) => uri = format!("/me/notifications?limit=2&cursor={c}"),
+            None => break,
+        }
+    }
+    let all = ids(&api.get("/me/notifications?limit=100", Some(&alice)).await);
+    assert_eq!(seen, all);
+    assert_eq!(all.len(), 5);
+
+    // Marking read: the owner only, the first time kept; unread=true leaves it out.
+    let first = &all[0];
+    let r = api
+        .post(&format!("/me/notifications/{first}/read"), Some(&bob), None)
+        .await;
+    assert_eq!((r.status, code(&r)), (StatusCode::NOT_FOUND, "not_found"));
+    let r = api
+        .post(
+            &format!("/me/notifications/{first}/read"),
+            Some(&alice),
+            None,
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    let read_at = r.body["read_at"].clone();
+    assert!(read_at.is_string(), "{}", r.body);
+    assert!(r.body["title"].is_string());
+    let r = api
+        .post(
+            &format!("/me/notifications/{first}/read"),
+            Some(&alice),
+            None,
+        )
+        .await;
+    assert_eq!(r.body["read_at"], read_at, "the first read is kept");
+    let unread = ids(&api.get("/me/notifications?unread=true", Some(&alice)).await);
+    assert_eq!(unread, all[1..]);
+    let r = api.get("/me/notifications?limit=100", Some(&alice)).await;
+    assert_eq!(r.body["items"][0]["read_at"], read_at);
+    assert!(r.body["items"][1]["read_at"].is_null());
+    api.refuses_queries(
+        "/me/notifications",
+        &alice,
+        &[
+            "limit=0",
+            "limit=101",
+            "cursor=%%%",
+            "unread=maybe",
+            "colour=red",
+        ],
+    )
+    .await;
+    let r = api
+        .post(
+            &format!("/me/notifications/{}/read", uuid::Uuid::now_v7()),
+            Some(&alice),
+            None,
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND);
+}
+
 #[cfg(feature = "server")]
 async fn ticket_artefacts_are_served_to_the_owner_and_admins_only(api: Api) {
     let admin = api.admin().await;
@@ -1281,4 +1368,5 @@ on_every_store!(
     admins_edit_events_against_the_version_they_read,
     booking_lists_page_with_cursors_and_filter_by_status,
     a_waitlist_story_over_http_alone,
+    notifications_are_marked_read_and_paged,
 );

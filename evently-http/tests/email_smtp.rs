@@ -213,7 +213,7 @@ async fn confirmation_with_pdf_tickets_arrives_over_smtp_once() {
     let messages = server.messages();
     assert_eq!(messages.len(), 3, "{messages:?}");
     let confirmation = engine
-        .notifications(&ada_actor, 10)
+        .notifications(&ada_actor, evently_core::NotificationQuery::newest(10))
         .await
         .expect("notifications")
         .into_iter()
@@ -301,7 +301,7 @@ async fn a_refused_recipient_fails_the_job_for_good() {
     assert_eq!((summary.claimed, summary.dead), (1, 1), "{summary:?}");
     assert!(server.messages().is_empty());
     let n = engine
-        .notifications(&actor, 10)
+        .notifications(&actor, evently_core::NotificationQuery::newest(10))
         .await
         .expect("notifications");
     assert_eq!(n.len(), 1);
@@ -348,7 +348,7 @@ async fn the_file_transport_writes_one_file_per_notification_even_when_retried()
 
     // Deliver the confirmation again by hand (as a retry after a crash would): same file, same bytes.
     let confirmation = engine
-        .notifications(&ada_actor, 10)
+        .notifications(&ada_actor, evently_core::NotificationQuery::newest(10))
         .await
         .expect("notifications")
         .into_iter()
@@ -389,7 +389,7 @@ async fn the_file_transport_writes_one_file_per_notification_even_when_retried()
     );
     assert!(text.contains("application/pdf"), "{text}");
     let cancelled = engine
-        .notifications(&ada_actor, 10)
+        .notifications(&ada_actor, evently_core::NotificationQuery::newest(10))
         .await
         .expect("notifications")
         .into_iter()

@@ -324,7 +324,7 @@ async fn a_confirmation_arrives_encrypted_and_signed_on_every_subscription() {
     assert_eq!(received.len(), 2, "one push per subscription");
     let notification = s
         .engine
-        .notifications(&ada, 10)
+        .notifications(&ada, evently_core::NotificationQuery::newest(10))
         .await
         .expect("notifications")
         .into_iter()

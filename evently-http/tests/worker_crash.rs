@@ -222,7 +222,7 @@ async fn crash_and_recover(
             let mut unsent = 0;
             for u in &users {
                 let ns = tx
-                    .notifications_for_user(*u, 10)
+                    .notifications_for_user(*u, &evently_core::NotificationQuery::newest(10))
                     .await
                     .expect("notifications");
                 unsent += ns.iter().filter(|n| n.sent_at.is_none()).count();
@@ -253,7 +253,7 @@ async fn crash_and_recover(
     let mut ids = BTreeSet::new();
     for (i, u) in users.iter().enumerate() {
         let ns = tx
-            .notifications_for_user(*u, 10)
+            .notifications_for_user(*u, &evently_core::NotificationQuery::newest(10))
             .await
             .expect("notifications");
         let kinds: Vec<NotificationKind> = ns.iter().map(|n| n.kind).collect();

@@ -14,8 +14,9 @@ use std::time::Duration;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use evently_core::ports::{
-    BookingRepository, Changes, DeliveryRecord, EventRepository, JobStats, NotificationRepository,
-    PushSubscriptionRepository, TicketRepository, UserRepository, WaitlistRepository,
+    BookingRepository, Changes, DeliveryRecord, EventRepository, JobStats, NotificationQuery,
+    NotificationRepository, PushSubscriptionRepository, TicketRepository, UserRepository,
+    WaitlistRepository,
 };
 use evently_core::{
     Booking, BookingId, BookingStatus, Event, EventFilter, EventId, Job, JobId, JobQueue,
@@ -543,6 +544,15 @@ impl MemoryTx {
                 self.undo.push(Undo::Notification(id, Some(old)));
             }
         }
+        for (id, at) in c.notifications_read {
+            if let Some(n) = self.st.notifications.get_mut(&id)
+                && n.read_at.is_none()
+            {
+                let old = n.clone();
+                n.read_at = Some(at);
+                self.undo.push(Undo::Notification(id, Some(old)));
+            }
+        }
         for DeliveryRecord {
             notification_id: id,
             channel,
@@ -820,7 +830,11 @@ impl NotificationRepository for MemoryTx {
             .unwrap_or_default())
     }
 
-    async fn notifications_for_user(&mut self, user: UserId, limit: u32) -> R<Vec<Notification>> {
+    async fn notifications_for_user(
+        &mut self,
+        user: UserId,
+        query: &NotificationQuery,
+    ) -> R<Vec<Notification>> {
         let st = &self.st;
         let mut v: Vec<Notification> = st
             .notifications_by_user
@@ -828,10 +842,12 @@ impl NotificationRepository for MemoryTx {
             .into_iter()
             .flatten()
             .filter_map(|id| st.notifications.get(id))
+            .filter(|n| !query.unread_only || n.read_at.is_none())
+            .filter(|n| query.before.is_none_or(|b| (n.created_at, n.id) < b))
             .map(|n| (**n).clone())
             .collect();
         v.sort_by_key(|b| std::cmp::Reverse((b.created_at, b.id)));
-        v.truncate(limit as usize);
+        v.truncate(query.limit as usize);
         Ok(v)
     }
 }

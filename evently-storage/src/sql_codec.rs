@@ -188,7 +188,8 @@ pub(crate) fn ticket(row: &impl Columns) -> R<Ticket> {
 }
 
 /// Columns read for a [`Notification`].
-pub(crate) const NOTIFICATION_COLUMNS: &str = "id, user_id, kind, data, created_at, sent_at";
+pub(crate) const NOTIFICATION_COLUMNS: &str =
+    "id, user_id, kind, data, created_at, sent_at, read_at";
 
 /// The facts a notification reports, as its `data` column keeps them (a JSON object; absent facts
 /// are left out).
@@ -226,12 +227,12 @@ impl NotificationFacts {
     }
 }
 
-/// Decodes a [`Notification`].
 /// The `channel` column of a `notification_deliveries` row.
 pub(crate) fn delivery_channel(row: &impl Columns) -> R<String> {
     row.text("channel")
 }
 
+/// Decodes a [`Notification`].
 pub(crate) fn notification(row: &impl Columns) -> R<Notification> {
     let facts: NotificationFacts = serde_json::from_value(row.json("data")?)
         .map_err(|e| corrupt(format!("data is not a notification's facts: {e}")))?;
@@ -246,6 +247,7 @@ pub(crate) fn notification(row: &impl Columns) -> R<Notification> {
         offer_expires_at: facts.offer_expires_at,
         created_at: row.ts("created_at")?,
         sent_at: row.opt_ts("sent_at")?,
+        read_at: row.opt_ts("read_at")?,
     })
 }
 

@@ -497,7 +497,10 @@ async fn relay_and_run_exactly_once(store: Arc<dyn Store>) {
     assert_eq!(engine.relay_jobs(100).await.unwrap(), 0);
     assert_eq!(engine.run_jobs(100).await.unwrap().claimed, 0);
 
-    let notes = engine.notifications(&users[1], 10).await.unwrap();
+    let notes = engine
+        .notifications(&users[1], evently_core::NotificationQuery::newest(10))
+        .await
+        .unwrap();
     let kinds: Vec<_> = notes.iter().map(|n| n.kind).collect();
     assert!(
         kinds.contains(&NotificationKind::BookingConfirmed),

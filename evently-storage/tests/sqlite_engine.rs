@@ -213,7 +213,10 @@ async fn jobs_run_and_notifications_are_marked_sent() {
         (0, 0, before.queued)
     );
 
-    let notes = engine.notifications(&alice, 10).await.unwrap();
+    let notes = engine
+        .notifications(&alice, evently_core::NotificationQuery::newest(10))
+        .await
+        .unwrap();
     assert_eq!(notes.len(), 2);
     assert_eq!(notes[0].kind, NotificationKind::BookingConfirmed);
     assert_eq!(notes[1].kind, NotificationKind::Welcome);

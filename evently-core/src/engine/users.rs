@@ -123,15 +123,45 @@ impl Evently {
         .await
     }
 
-    /// The actor's notifications, newest first.
+    /// The actor's notifications, newest first, as `query` narrows them (its limit is kept to 1 to
+    /// 500).
     pub async fn notifications(
         &self,
         actor: &Actor,
-        limit: u32,
+        query: crate::NotificationQuery,
     ) -> Result<Vec<crate::Notification>> {
+        let query = crate::NotificationQuery {
+            limit: query.limit.clamp(1, 500),
+            ..query
+        };
         let mut tx = self.inner.store.begin_read().await?;
-        Ok(tx
-            .notifications_for_user(actor.user_id, limit.clamp(1, 500))
-            .await?)
+        Ok(tx.notifications_for_user(actor.user_id, &query).await?)
+    }
+
+    /// Marks one of the actor's notifications read and returns it. Marking it again keeps the first
+    /// time; someone else's notification is [`Error::NotFound`].
+    pub async fn mark_notification_read(
+        &self,
+        actor: &Actor,
+        id: crate::NotificationId,
+    ) -> Result<crate::Notification> {
+        self.retrying("mark_notification_read", || async {
+            let mut work = Work::begin(&*self.inner.store).await?;
+            let mut n = work
+                .read()
+                .await?
+                .notification(id)
+                .await?
+                .filter(|n| n.user_id == actor.user_id)
+                .ok_or_else(|| Error::not_found(Entity::Notification, id))?;
+            if n.read_at.is_none() {
+                let now = self.now();
+                work.changes.notifications_read.push((id, now));
+                work.commit().await?;
+                n.read_at = Some(now);
+            }
+            Ok(n)
+        })
+        .await
     }
 }

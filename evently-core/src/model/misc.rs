@@ -93,6 +93,8 @@ pub struct Notification {
     pub created_at: DateTime<Utc>,
     /// Delivery time; `None` while pending.
     pub sent_at: Option<DateTime<Utc>>,
+    /// When the recipient first marked it read; `None` while unread.
+    pub read_at: Option<DateTime<Utc>>,
 }
 
 impl Notification {
@@ -115,6 +117,7 @@ impl Notification {
             offer_expires_at: None,
             created_at: at,
             sent_at: None,
+            read_at: None,
         }
     }
 }

@@ -16,7 +16,7 @@ pub use policy::{
     WaitlistCandidate, WaitlistPolicy,
 };
 pub use store::{
-    BookingRepository, Changes, DeliveryRecord, EventRepository, LockMode, NotificationRepository,
-    PushSubscriptionRepository, Store, TicketRepository, Transaction, UserRepository,
-    WaitlistRepository,
+    BookingRepository, Changes, DeliveryRecord, EventRepository, LockMode, NotificationQuery,
+    NotificationRepository, PushSubscriptionRepository, Store, TicketRepository, Transaction,
+    UserRepository, WaitlistRepository,
 };

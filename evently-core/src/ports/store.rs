@@ -65,6 +65,9 @@ pub struct Changes {
     pub new_notifications: Vec<Notification>,
     /// Notifications delivered: `sent_at` is set to the time given, unless it is already set.
     pub notifications_sent: Vec<(NotificationId, DateTime<Utc>)>,
+    /// Notifications their recipient read: `read_at` is set to the time given, unless it is already
+    /// set (the first read counts).
+    pub notifications_read: Vec<(NotificationId, DateTime<Utc>)>,
     /// Channels that delivered a notification, each recorded once (a second record of one channel
     /// keeps the first). A notification that does not exist is a foreign-key violation.
     pub deliveries: Vec<DeliveryRecord>,
@@ -103,6 +106,7 @@ impl Changes {
             && self.new_tickets.is_empty()
             && self.new_notifications.is_empty()
             && self.notifications_sent.is_empty()
+            && self.notifications_read.is_empty()
             && self.deliveries.is_empty()
             && self.push_subscriptions.is_empty()
             && self.removed_push_subscriptions.is_empty()
@@ -235,13 +239,41 @@ pub trait TicketRepository: Send {
     async fn ticket_by_number(&mut self, number: &str) -> R<Option<Ticket>>;
 }
 
+/// Which of a user's notifications [`NotificationRepository::notifications_for_user`] returns.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NotificationQuery {
+    /// At most this many.
+    pub limit: u32,
+    /// Only those with no `read_at`.
+    pub unread_only: bool,
+    /// Only those older than this `(created_at, id)`: strictly before it in the list's order (the
+    /// last one of the previous page, so pages never repeat or skip a notification).
+    pub before: Option<(DateTime<Utc>, NotificationId)>,
+}
+
+impl NotificationQuery {
+    /// The newest `limit`, read or not.
+    pub fn newest(limit: u32) -> Self {
+        Self {
+            limit,
+            unread_only: false,
+            before: None,
+        }
+    }
+}
+
 /// Notification records.
 #[async_trait]
 pub trait NotificationRepository: Send {
     /// By id.
     async fn notification(&mut self, id: NotificationId) -> R<Option<Notification>>;
-    /// A user's notifications, newest first, at most `limit`.
-    async fn notifications_for_user(&mut self, user: UserId, limit: u32) -> R<Vec<Notification>>;
+    /// A user's notifications, newest first (by creation time, then id, both descending), as
+    /// `query` narrows them.
+    async fn notifications_for_user(
+        &mut self,
+        user: UserId,
+        query: &NotificationQuery,
+    ) -> R<Vec<Notification>>;
     /// The channels (notifier names) that have delivered the notification, in name order.
     async fn notification_deliveries(&mut self, id: NotificationId) -> R<Vec<String>>;
 }

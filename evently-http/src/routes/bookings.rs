@@ -5,14 +5,13 @@ use std::time::Duration;
 
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
-use base64::Engine as _;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use chrono::{DateTime, Utc};
 use evently_core::{
     Booking, BookingId, BookingRequest, BookingStatus, Error as CoreError, EventId, Reservation,
 };
 use uuid::Uuid;
 
+use super::cursor;
 use crate::AppState;
 use crate::auth::AuthUser;
 use crate::dto::{
@@ -247,7 +246,7 @@ fn page(
             format!("must be 1 to {MAX_PAGE}"),
         ));
     }
-    let after = q.cursor.as_deref().map(decode_cursor).transpose()?;
+    let after = q.cursor.as_deref().map(cursor::decode).transpose()?;
     bookings.sort_by_key(key);
     if order == Order::NewestFirst {
         bookings.reverse();
@@ -262,29 +261,11 @@ fn page(
     });
     let page: Vec<&Booking> = items.by_ref().take(limit as usize).collect();
     let next_cursor = match (items.next(), page.last()) {
-        (Some(_), Some(last)) => Some(encode_cursor(key(last))),
+        (Some(_), Some(last)) => Some(cursor::encode(key(last))),
         _ => None,
     };
     Ok(BookingPage {
         items: page.into_iter().map(BookingResponse::from).collect(),
         next_cursor,
     })
-}
-
-fn encode_cursor((at, id): Key) -> String {
-    URL_SAFE_NO_PAD.encode(format!("{}/{id}", at.timestamp_micros()))
-}
-
-fn decode_cursor(cursor: &str) -> Result<Key, ApiError> {
-    let bad = || ApiError::validation("cursor", "not a cursor this server issued");
-    let text = URL_SAFE_NO_PAD.decode(cursor).map_err(|_| bad())?;
-    let text = std::str::from_utf8(&text).map_err(|_| bad())?;
-    let (micros, id) = text.split_once('/').ok_or_else(bad)?;
-    let at = micros
-        .parse::<i64>()
-        .ok()
-        .and_then(DateTime::from_timestamp_micros)
-        .ok_or_else(bad)?;
-    let id = Uuid::parse_str(id).map_err(|_| bad())?;
-    Ok((at, id))
 }

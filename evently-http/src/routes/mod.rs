@@ -4,6 +4,7 @@
 
 mod auth;
 mod bookings;
+mod cursor;
 mod events;
 mod health;
 mod me;
@@ -41,6 +42,7 @@ pub(crate) fn router() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(waitlist::accept))
         .routes(routes!(me::profile))
         .routes(routes!(me::notifications))
+        .routes(routes!(me::read_notification))
         .routes(routes!(push::vapid_public_key))
         .routes(routes!(push::subscribe, push::unsubscribe));
     // QR codes and PDFs need the renderers of the `server` feature.

@@ -187,8 +187,8 @@ impl WriteBatch {
                 .collect::<R<Vec<_>>>()?;
             s.cte(
                 "n",
-                "INSERT INTO notifications (id, user_id, kind, data, created_at, sent_at) \
-                 SELECT id, user_id, kind, data::jsonb, created_at, sent_at FROM UNNEST(",
+                "INSERT INTO notifications (id, user_id, kind, data, created_at, sent_at, read_at) \
+                 SELECT id, user_id, kind, data::jsonb, created_at, sent_at, read_at FROM UNNEST(",
             );
             s.array("uuid", n.iter().map(|n| n.id.0).collect::<Vec<_>>())?;
             s.array("uuid", n.iter().map(|n| n.user_id.0).collect::<Vec<_>>())?;
@@ -205,7 +205,11 @@ impl WriteBatch {
                 "timestamptz",
                 n.iter().map(|n| n.sent_at).collect::<Vec<_>>(),
             )?;
-            s.end_cte(") AS v(id, user_id, kind, data, created_at, sent_at)");
+            s.array(
+                "timestamptz",
+                n.iter().map(|n| n.read_at).collect::<Vec<_>>(),
+            )?;
+            s.end_cte(") AS v(id, user_id, kind, data, created_at, sent_at, read_at)");
         }
         if !self.jobs.is_empty() {
             let j = &self.jobs;

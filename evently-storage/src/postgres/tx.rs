@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use evently_core::ports::{
-    BookingRepository, Changes, EventRepository, NotificationRepository,
+    BookingRepository, Changes, EventRepository, NotificationQuery, NotificationRepository,
     PushSubscriptionRepository, TicketRepository, UserRepository, WaitlistRepository,
 };
 use evently_core::{
@@ -360,6 +360,9 @@ impl Transaction for PgTx {
         for (id, at) in &c.notifications_sent {
             self.mark_notification_sent(*id, *at).await?;
         }
+        for (id, at) in &c.notifications_read {
+            self.mark_notification_read(*id, *at).await?;
+        }
         for d in &c.deliveries {
             self.record_notification_delivery(d.notification_id, &d.channel, d.at)
                 .await?;
@@ -619,17 +622,24 @@ impl NotificationRepository for PgTx {
             .await
     }
 
-    async fn notifications_for_user(&mut self, user: UserId, limit: u32) -> R<Vec<Notification>> {
+    async fn notifications_for_user(
+        &mut self,
+        user: UserId,
+        query: &NotificationQuery,
+    ) -> R<Vec<Notification>> {
         let sql = format!(
-            "SELECT {} FROM notifications WHERE user_id = $1 \
-             ORDER BY created_at DESC, id DESC LIMIT $2",
+            "SELECT {} FROM notifications WHERE user_id = $1 AND ($2 OR read_at IS NULL) \
+             AND ($3::timestamptz IS NULL OR (created_at, id) < ($3, $4)) \
+             ORDER BY created_at DESC, id DESC LIMIT $5",
             codec::NOTIFICATION_COLUMNS
         );
-        self.all(
-            sqlx::query(&sql).bind(user.0).bind(i64::from(limit)),
-            codec::notification,
-        )
-        .await
+        let q = sqlx::query(&sql)
+            .bind(user.0)
+            .bind(!query.unread_only)
+            .bind(query.before.map(|(at, _)| at))
+            .bind(query.before.map(|(_, id)| id.0))
+            .bind(i64::from(query.limit));
+        self.all(q, codec::notification).await
     }
 
     async fn notification_deliveries(&mut self, id: NotificationId) -> R<Vec<String>> {
@@ -774,6 +784,18 @@ impl PgTx {
                 .bind(at)
                 .bind(id.0);
         Ok(self.exec(q).await? > 0)
+    }
+
+    pub(crate) async fn mark_notification_read(
+        &mut self,
+        id: NotificationId,
+        at: DateTime<Utc>,
+    ) -> R<()> {
+        let q =
+            sqlx::query("UPDATE notifications SET read_at = $1 WHERE id = $2 AND read_at IS NULL")
+                .bind(at)
+                .bind(id.0);
+        self.exec(q).await.map(|_| ())
     }
 
     pub(crate) async fn record_notification_delivery(

@@ -482,8 +482,12 @@ impl NotificationRepository for CachedTx {
         self.inner.notification_deliveries(id).await
     }
 
-    async fn notifications_for_user(&mut self, user: UserId, limit: u32) -> R<Vec<Notification>> {
-        self.inner.notifications_for_user(user, limit).await
+    async fn notifications_for_user(
+        &mut self,
+        user: UserId,
+        query: &NotificationQuery,
+    ) -> R<Vec<Notification>> {
+        self.inner.notifications_for_user(user, query).await
     }
 }
 

@@ -6,7 +6,7 @@ use std::time::Instant;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use evently_core::ports::{
-    BookingRepository, Changes, EventRepository, NotificationRepository,
+    BookingRepository, Changes, EventRepository, NotificationQuery, NotificationRepository,
     PushSubscriptionRepository, TicketRepository, UserRepository, WaitlistRepository,
 };
 use evently_core::{
@@ -524,16 +524,32 @@ impl NotificationRepository for SqliteTx {
             .await
     }
 
-    async fn notifications_for_user(&mut self, user: UserId, limit: u32) -> R<Vec<Notification>> {
+    async fn notifications_for_user(
+        &mut self,
+        user: UserId,
+        query: &NotificationQuery,
+    ) -> R<Vec<Notification>> {
         let sql = format!(
-            "SELECT {} FROM notifications WHERE user_id = ? \
+            "SELECT {} FROM notifications WHERE user_id = ? {} {} \
              ORDER BY created_at DESC, id DESC LIMIT ?",
-            codec::NOTIFICATION_COLUMNS
+            codec::NOTIFICATION_COLUMNS,
+            if query.unread_only {
+                "AND read_at IS NULL"
+            } else {
+                ""
+            },
+            if query.before.is_some() {
+                "AND (created_at, id) < (?, ?)"
+            } else {
+                ""
+            },
         );
-        let q = sqlx::query(&sql)
-            .bind(id_text(user.0))
-            .bind(i64::from(limit));
-        self.all(q, codec::notification).await
+        let mut q = sqlx::query(&sql).bind(id_text(user.0));
+        if let Some((at, id)) = query.before {
+            q = q.bind(micros(at)).bind(id_text(id.0));
+        }
+        self.all(q.bind(i64::from(query.limit)), codec::notification)
+            .await
     }
 
     async fn notification_deliveries(&mut self, id: NotificationId) -> R<Vec<String>> {
@@ -615,6 +631,9 @@ impl SqliteTx {
         }
         for (id, at) in &c.notifications_sent {
             self.mark_notification_sent(*id, *at).await?;
+        }
+        for (id, at) in &c.notifications_read {
+            self.mark_notification_read(*id, *at).await?;
         }
         for d in &c.deliveries {
             self.record_notification_delivery(d.notification_id, &d.channel, d.at)
@@ -871,15 +890,16 @@ impl SqliteTx {
 
     pub(crate) async fn insert_notification(&mut self, n: &Notification) -> R<()> {
         let q = sqlx::query(
-            "INSERT INTO notifications (id, user_id, kind, data, created_at, sent_at) \
-             VALUES (?, ?, ?, ?, ?, ?)",
+            "INSERT INTO notifications (id, user_id, kind, data, created_at, sent_at, read_at) \
+             VALUES (?, ?, ?, ?, ?, ?, ?)",
         )
         .bind(id_text(n.id.0))
         .bind(id_text(n.user_id.0))
         .bind(n.kind.as_str())
         .bind(NotificationFacts::of(n).to_json()?)
         .bind(micros(n.created_at))
-        .bind(opt_micros(n.sent_at));
+        .bind(opt_micros(n.sent_at))
+        .bind(opt_micros(n.read_at));
         match self.exec(q).await {
             Ok(_) => Ok(()),
             Err(StoreError::ForeignKeyViolation { .. }) => Err(StoreError::ForeignKeyViolation {
@@ -899,6 +919,18 @@ impl SqliteTx {
                 .bind(micros(at))
                 .bind(id_text(id.0));
         Ok(self.exec(q).await? > 0)
+    }
+
+    pub(crate) async fn mark_notification_read(
+        &mut self,
+        id: NotificationId,
+        at: DateTime<Utc>,
+    ) -> R<()> {
+        let q =
+            sqlx::query("UPDATE notifications SET read_at = ? WHERE id = ? AND read_at IS NULL")
+                .bind(micros(at))
+                .bind(id_text(id.0));
+        self.exec(q).await.map(|_| ())
     }
 
     pub(crate) async fn record_notification_delivery(

@@ -32,8 +32,9 @@ use std::time::Duration;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use evently_core::ports::{
-    BookingRepository, Changes, EventRepository, JobStats, NotificationRepository,
-    PushSubscriptionRepository, TicketRepository, UserRepository, WaitlistRepository, lease_end,
+    BookingRepository, Changes, EventRepository, JobStats, NotificationQuery,
+    NotificationRepository, PushSubscriptionRepository, TicketRepository, UserRepository,
+    WaitlistRepository, lease_end,
 };
 use evently_core::{
     Booking, BookingId, BookingStatus, Event, EventFilter, EventId, Job, JobId, JobPayload,
@@ -626,10 +627,22 @@ impl<T: Snapshot> NotificationRepository for RedbTx<T> {
         get(&self.open(NOTIFICATIONS)?, id.0)
     }
 
-    async fn notifications_for_user(&mut self, user: UserId, limit: u32) -> R<Vec<Notification>> {
+    async fn notifications_for_user(
+        &mut self,
+        user: UserId,
+        query: &NotificationQuery,
+    ) -> R<Vec<Notification>> {
+        // The index is in (created_at, id) order: newest first is its reverse. The filters read
+        // each record (a user's notifications are few).
         let oldest_first = ids(&self.open(NOTIFICATIONS_BY_USER)?, all_of(user.0))?;
-        let ids = oldest_first.into_iter().rev().take(limit as usize);
-        fetch_all(&self.open(NOTIFICATIONS)?, ids)
+        let all: Vec<Notification> =
+            fetch_all(&self.open(NOTIFICATIONS)?, oldest_first.into_iter().rev())?;
+        Ok(all
+            .into_iter()
+            .filter(|n| !query.unread_only || n.read_at.is_none())
+            .filter(|n| query.before.is_none_or(|b| (n.created_at, n.id) < b))
+            .take(query.limit as usize)
+            .collect())
     }
 
     async fn notification_deliveries(&mut self, id: NotificationId) -> R<Vec<String>> {
@@ -853,6 +866,16 @@ impl<'t> Tables<'t> {
                 && n.sent_at.is_none()
             {
                 n.sent_at = Some(at);
+                self.notifications
+                    .insert(id.0, to_json(&n)?.as_slice())
+                    .db()?;
+            }
+        }
+        for (id, at) in c.notifications_read {
+            if let Some(mut n) = get::<_, Notification>(&self.notifications, id.0)?
+                && n.read_at.is_none()
+            {
+                n.read_at = Some(at);
                 self.notifications
                     .insert(id.0, to_json(&n)?.as_slice())
                     .db()?;
