@@ -1017,7 +1017,9 @@ pub async fn update_event_over_capacity_is_refused(store: Arc<dyn Store>) {
 }
 
 /// `list_events` orders by `starts_at`, then id, and applies `active_only`, `category`, `starts_after`
-/// (inclusive), `limit` and `offset`.
+/// (inclusive), `starts_before` (exclusive), `text` (a substring of the name, venue or description,
+/// ASCII letters without case, other characters exactly; `%` and `_` are plain characters), `after`
+/// (keyset: strictly after that `(starts_at, id)`), `limit` and `offset`.
 pub async fn list_events_orders_filters_and_pages(store: Arc<dyn Store>) {
     let cat = unique("list");
     let ev = |day: i64, active: bool| Event {
@@ -1033,8 +1035,14 @@ pub async fn list_events_orders_filters_and_pages(store: Arc<dyn Store>) {
         std::mem::swap(&mut tie_a.id, &mut tie_b.id);
     }
     let (late, inactive, elsewhere) = (
-        ev(3, true),
-        ev(2, false),
+        Event {
+            name: "Late Show at the ÉTOILE".into(),
+            ..ev(3, true)
+        },
+        Event {
+            description: "100% acoustic_set".into(),
+            ..ev(2, false)
+        },
         Event {
             category: unique("x"),
             ..ev(0, true)
@@ -1048,10 +1056,40 @@ pub async fn list_events_orders_filters_and_pages(store: Arc<dyn Store>) {
         active_only: false,
         category: Some(cat.clone()),
         starts_after: None,
+        starts_before: None,
+        text: None,
+        after: None,
         limit: 100,
         offset: 0,
     };
+    let text = |t: &str| EventFilter {
+        text: Some(t.into()),
+        ..filter.clone()
+    };
     let cases = [
+        (
+            EventFilter {
+                starts_before: Some(inactive.starts_at),
+                ..filter.clone()
+            },
+            vec![&tie_a, &tie_b],
+        ),
+        (
+            EventFilter {
+                after: Some((tie_a.starts_at, tie_a.id)),
+                limit: 2,
+                ..filter.clone()
+            },
+            vec![&tie_b, &inactive],
+        ),
+        (text("late SHOW"), vec![&late]),
+        // Only ASCII letters are folded: `é` does not match `É`.
+        (text("étoile"), vec![]),
+        (text("ÉTOILE"), vec![&late]),
+        (text("0% a"), vec![&inactive]),
+        (text("c_s"), vec![&inactive]),
+        (text("%"), vec![&inactive]),
+        (text("a_c"), vec![]),
         (filter.clone(), vec![&tie_a, &tie_b, &inactive, &late]),
         (
             EventFilter {

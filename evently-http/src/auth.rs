@@ -386,6 +386,27 @@ where
     }
 }
 
+/// The caller if the request carries a token: `None` without an `Authorization` header; a token
+/// that is there but unusable is still a 401 (a client that meant to sign in learns it did not).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MaybeAuthUser(pub Option<Actor>);
+
+impl<S> FromRequestParts<S> for MaybeAuthUser
+where
+    AppState: FromRef<S>,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        if parts.headers.get(AUTHORIZATION).is_none() {
+            return Ok(MaybeAuthUser(None));
+        }
+        let AuthUser(actor) = AuthUser::from_request_parts(parts, state).await?;
+        Ok(MaybeAuthUser(Some(actor)))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -153,11 +153,18 @@ pub struct ListEventsQuery {
     pub category: Option<String>,
     /// Only events starting at or after this time (RFC 3339).
     pub starts_after: Option<DateTime<Utc>>,
-    /// Page size, 1 to 500 (default 50).
-    #[param(minimum = 1, maximum = 500)]
+    /// Only events starting before this time (RFC 3339).
+    pub starts_before: Option<DateTime<Utc>>,
+    /// Only events whose name, venue or description contains this text (1 to 200 characters;
+    /// ASCII letters compared without case).
+    pub q: Option<String>,
+    /// Admins only: `true` lists inactive events too.
+    pub include_inactive: Option<bool>,
+    /// Page size, 1 to 200 (default 50).
+    #[param(minimum = 1, maximum = 200)]
     pub limit: Option<u32>,
-    /// Events to skip (default 0).
-    pub offset: Option<u32>,
+    /// The `next_cursor` of the previous page; absent for the first page.
+    pub cursor: Option<String>,
 }
 
 /// An event as the API shows it.
@@ -254,12 +261,12 @@ pub struct EventDetailResponse {
 /// One page of events.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct EventPage {
-    /// The events, by start time.
+    /// The events, by start time, then id.
     pub items: Vec<EventResponse>,
-    /// The page size asked for.
-    pub limit: u32,
-    /// The offset asked for.
-    pub offset: u32,
+    /// Pass as `cursor` for the next page; absent on the last page. Events added after the first
+    /// page was read never shift the pages.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next_cursor: Option<String>,
 }
 
 /// What `POST /events/{id}/bookings` does.

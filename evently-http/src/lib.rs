@@ -84,7 +84,7 @@ use axum::extract::DefaultBodyLimit;
 use evently_core::{Actor, Error as CoreError, Evently, NewUser, Role, User};
 use tower_http::trace::TraceLayer;
 
-pub use auth::{AuthSettings, AuthSettingsError, AuthUser, PasswordParams};
+pub use auth::{AuthSettings, AuthSettingsError, AuthUser, MaybeAuthUser, PasswordParams};
 #[cfg(feature = "server")]
 pub use config::{Config, ConfigError};
 pub use error::ApiError;

@@ -114,6 +114,14 @@ impl Evently {
         if filter.limit == 0 || filter.limit > 500 {
             return Err(Error::validation("limit", "must be 1 to 500"));
         }
+        if let Some(t) = &filter.text
+            && (t.is_empty() || t.chars().count() > 200 || t.chars().any(char::is_control))
+        {
+            return Err(Error::validation(
+                "text",
+                "must be 1 to 200 characters without control characters",
+            ));
+        }
         let mut tx = self.inner.store.begin_read().await?;
         Ok(tx.list_events(filter).await?)
     }

@@ -269,6 +269,14 @@ pub struct EventFilter {
     pub category: Option<String>,
     /// Only events starting at or after this time.
     pub starts_after: Option<DateTime<Utc>>,
+    /// Only events starting before this time.
+    pub starts_before: Option<DateTime<Utc>>,
+    /// Only events whose name, venue or description contains this text, ASCII letters compared
+    /// without case (other characters exactly).
+    pub text: Option<String>,
+    /// Only events after this `(starts_at, id)` in the list's order: the last event of the previous
+    /// page (keyset paging: events added meanwhile never shift the pages).
+    pub after: Option<(DateTime<Utc>, EventId)>,
     /// Page size, 1 to 500.
     pub limit: u32,
     /// Rows to skip.
@@ -281,6 +289,9 @@ impl Default for EventFilter {
             active_only: true,
             category: None,
             starts_after: None,
+            starts_before: None,
+            text: None,
+            after: None,
             limit: 100,
             offset: 0,
         }
@@ -293,6 +304,14 @@ impl EventFilter {
         (!self.active_only || e.active)
             && self.category.as_ref().is_none_or(|c| &e.category == c)
             && self.starts_after.is_none_or(|t| e.starts_at >= t)
+            && self.starts_before.is_none_or(|t| e.starts_at < t)
+            && self.after.is_none_or(|a| (e.starts_at, e.id) > a)
+            && self.text.as_deref().is_none_or(|t| {
+                let t = t.to_ascii_lowercase();
+                [&e.name, &e.venue, &e.description]
+                    .iter()
+                    .any(|f| f.to_ascii_lowercase().contains(&t))
+            })
     }
 }
 

@@ -2,11 +2,12 @@
 
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
-use evently_core::{EventFilter, EventId};
+use evently_core::{Error as CoreError, EventFilter, EventId};
 use uuid::Uuid;
 
+use super::cursor;
 use crate::AppState;
-use crate::auth::AuthUser;
+use crate::auth::{AuthUser, MaybeAuthUser};
 use crate::dto::{
     CreateEventRequest, DeactivateEventRequest, EventDetailResponse, EventPage, EventResponse,
     ListEventsQuery, UpdateEventRequest,
@@ -16,27 +17,72 @@ use crate::extract::{Json, Path, Query};
 
 /// Page size when the query names none.
 const DEFAULT_LIMIT: u32 = 50;
+/// Largest page (the engine's limit, 500, leaves room for the one more asked for).
+const MAX_LIMIT: u32 = 200;
 
-/// `GET /events`: active events by start time, filtered by `category` and `starts_after`, paged by
-/// `limit` (1 to 500) and `offset`.
+/// `GET /events`: events by start time, filtered by `category`, start (`starts_after`,
+/// `starts_before`) and text (`q`), a page of `limit` (1 to 200) at a time with keyset cursors.
+/// Active events only, unless an admin asks for `include_inactive`.
 #[utoipa::path(get, path = "/events", tag = "events", params(ListEventsQuery),
-    responses((status = 200, description = "A page of active events", body = EventPage)))]
+    security((), ("bearer" = [])),
+    responses(
+        (status = 200, description = "A page of events", body = EventPage),
+        (status = 401, description = "A token was sent but is unusable", body = crate::openapi::ErrorBody),
+        (status = 403, description = "`include_inactive` is for admins", body = crate::openapi::ErrorBody),
+    ))]
 pub(crate) async fn list(
     State(state): State<AppState>,
+    MaybeAuthUser(actor): MaybeAuthUser,
     Query(q): Query<ListEventsQuery>,
 ) -> Result<Json<EventPage>, ApiError> {
+    let include_inactive = q.include_inactive.unwrap_or(false);
+    if include_inactive && !actor.is_some_and(|a| a.is_admin()) {
+        return Err(CoreError::Forbidden {
+            reason: "only administrators list inactive events".into(),
+        }
+        .into());
+    }
+    let limit = q.limit.unwrap_or(DEFAULT_LIMIT);
+    if !(1..=MAX_LIMIT).contains(&limit) {
+        return Err(ApiError::validation(
+            "limit",
+            format!("must be 1 to {MAX_LIMIT}"),
+        ));
+    }
     let filter = EventFilter {
-        active_only: true,
+        active_only: !include_inactive,
         category: q.category,
         starts_after: q.starts_after,
-        limit: q.limit.unwrap_or(DEFAULT_LIMIT),
-        offset: q.offset.unwrap_or(0),
+        starts_before: q.starts_before,
+        text: q.q,
+        after: q
+            .cursor
+            .as_deref()
+            .map(cursor::decode)
+            .transpose()?
+            .map(|(at, id)| (at, EventId(id))),
+        // One more than the page, to know whether another follows.
+        limit: limit + 1,
+        offset: 0,
     };
-    let events = state.engine().list_events(&filter).await?;
+    let mut events = state
+        .engine()
+        .list_events(&filter)
+        .await
+        .map_err(|e| match e {
+            CoreError::Validation {
+                field: "text",
+                reason,
+            } => CoreError::Validation { field: "q", reason },
+            other => other,
+        })?;
+    let next_cursor = (events.len() > limit as usize).then(|| {
+        events.truncate(limit as usize);
+        events.last().map(|e| cursor::encode((e.starts_at, e.id.0)))
+    });
     Ok(Json(EventPage {
         items: events.iter().map(EventResponse::from).collect(),
-        limit: filter.limit,
-        offset: filter.offset,
+        next_cursor: next_cursor.flatten(),
     }))
 }
 

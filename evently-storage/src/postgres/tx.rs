@@ -458,6 +458,28 @@ impl EventRepository for PgTx {
         if let Some(t) = filter.starts_after {
             qb.push(" AND starts_at >= ").push_bind(t);
         }
+        if let Some(t) = filter.starts_before {
+            qb.push(" AND starts_at < ").push_bind(t);
+        }
+        if let Some((at, id)) = filter.after {
+            qb.push(" AND (starts_at, id) > (")
+                .push_bind(at)
+                .push(", ")
+                .push_bind(id.0)
+                .push(")");
+        }
+        if let Some(t) = &filter.text {
+            // ASCII letters folded, nothing else (lower() would fold every script): the filter's rule.
+            const FOLD: &str = "'ABCDEFGHIJKLMNOPQRSTUVWXYZ', 'abcdefghijklmnopqrstuvwxyz'";
+            let t = t.to_ascii_lowercase();
+            qb.push(format!(" AND (strpos(translate(name, {FOLD}), "))
+                .push_bind(t.clone())
+                .push(format!(") > 0 OR strpos(translate(venue, {FOLD}), "))
+                .push_bind(t.clone())
+                .push(format!(") > 0 OR strpos(translate(description, {FOLD}), "))
+                .push_bind(t)
+                .push(") > 0)");
+        }
         qb.push(" ORDER BY starts_at, id LIMIT ")
             .push_bind(i64::from(filter.limit))
             .push(" OFFSET ")

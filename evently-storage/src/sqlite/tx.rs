@@ -356,6 +356,27 @@ impl EventRepository for SqliteTx {
         if let Some(t) = filter.starts_after {
             qb.push(" AND starts_at >= ").push_bind(micros(t));
         }
+        if let Some(t) = filter.starts_before {
+            qb.push(" AND starts_at < ").push_bind(micros(t));
+        }
+        if let Some((at, id)) = filter.after {
+            qb.push(" AND (starts_at, id) > (")
+                .push_bind(micros(at))
+                .push(", ")
+                .push_bind(id_text(id.0))
+                .push(")");
+        }
+        if let Some(t) = &filter.text {
+            // SQLite's lower() folds ASCII letters only: the filter's rule.
+            let t = t.to_ascii_lowercase();
+            qb.push(" AND (instr(lower(name), ")
+                .push_bind(t.clone())
+                .push(") > 0 OR instr(lower(venue), ")
+                .push_bind(t.clone())
+                .push(") > 0 OR instr(lower(description), ")
+                .push_bind(t)
+                .push(") > 0)");
+        }
         qb.push(" ORDER BY starts_at, id LIMIT ")
             .push_bind(i64::from(filter.limit))
             .push(" OFFSET ")
